@@ -1,0 +1,125 @@
+"""Checkpoints through orbax: periodic async saves, auto-resume, topology-agnostic restore.
+
+Each step directory holds two items: `state` (the TrainState pytree) and `meta` (JSON: the data
+position and the config). Restoring builds abstract arrays with the *current* shardings, so a run
+saved on 8 devices resumes on 1. A latest checkpoint that cannot be read (a partial write, a
+corrupt file) is skipped with a warning in favour of the previous one; nothing is ever deleted
+here except by orbax's keep-the-last-N policy after a successful save.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxcv.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+def _abstract(tree: Any) -> Any:
+  """ShapeDtypeStructs carrying each leaf's sharding: the restore target."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+class Checkpointer:
+  """Saves and restores a run's TrainState under `<workdir>/checkpoints`."""
+
+  def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)  # Leftovers of a killed save are removed, not read.
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=('state', 'meta'))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  def restore_latest(self, target_state: Any) -> Optional[tuple[Any, dict, int]]:
+    """(state, meta, step) of the newest readable checkpoint, or None if there is none.
+
+    `target_state` may be concrete or abstract; its leaves' shardings decide the placement.
+    """
+    steps = self.steps()
+    abstract = _abstract(target_state)
+    unreadable = []
+    for step in reversed(steps):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        # Any read failure means this step is unusable; older ones may still be good.
+        log.warning('checkpoint at step %d in %s is unreadable (%s: %s); trying an older one',
+                    step, self.directory, type(e).__name__, (str(e).splitlines() or [''])[0][:200])
+        unreadable.append(step)
+        continue
+      self._set_aside(unreadable)
+      return restored['state'], dict(restored['meta']), step
+    if steps:
+      raise CheckpointError(f'none of the checkpoints {steps} in {self.directory} could be read; '
+                            'move the directory aside to start afresh')
+    return None
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames unreadable steps to '<step>.unreadable' (kept for inspection, never deleted), so
+    the resumed run can save those step numbers again."""
+    if not steps or jax.process_index() != 0:
+      return
+    for step in steps:
+      source = os.path.join(self.directory, str(step))
+      target = f'{source}.unreadable'
+      while os.path.exists(target):
+        target += '_'
+      os.rename(source, target)
+      log.warning('moved the unreadable checkpoint to %s', target)
+    self._manager.reload()
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, 'checkpoints')
+
+
+def load_pretrained(path: str) -> tuple[dict, int]:
+  """Reads the raw state pytree (host arrays) of the newest readable checkpoint under `path`.
+
+  `path` is a run's workdir, its checkpoints directory, or a single step directory. Used to
+  start fine-tuning or evaluation from another run; the task decides which parts it takes.
+  """
+  path = os.path.abspath(path)
+  candidates = [path, checkpoint_dir(path)]
+  for directory in candidates:
+    if os.path.isdir(os.path.join(directory, 'state')):  # A step directory itself.
+      checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+      restored = checkpointer.restore(directory, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))
+      return restored['state'], int(os.path.basename(directory))
+    if os.path.isdir(directory):
+      manager = ocp.CheckpointManager(
+          directory, options=ocp.CheckpointManagerOptions(create=False),
+          item_names=('state', 'meta'))
+      for step in sorted(manager.all_steps(), reverse=True):
+        try:
+          restored = manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore()))
+          return restored['state'], step
+        except Exception as e:  # pylint: disable=broad-except
+          log.warning('pretrained checkpoint at step %d unreadable (%s); trying older', step, e)
+  raise CheckpointError(f'init_checkpoint={path!r}: no readable checkpoint there (looked for a '
+                        f'step directory with a state/ item, and for {checkpoint_dir(path)})')

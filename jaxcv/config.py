@@ -1,0 +1,227 @@
+"""Experiment configs: the common schema, loading `file.py:arg`, overrides, shrinking and validation.
+
+A config file defines `get_config(arg: str | None) -> ConfigDict`, usually starting from
+`base_config()` so that every run has the same keys and typos fail (the dict is locked). The
+argument string follows big_vision: `configs/x.py:variant=b,runlocal` gives
+`parse_arg('variant=b,runlocal', variant='a', runlocal=False)` -> {variant: 'b', runlocal: True}.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+from typing import Any, Iterable, Optional
+
+import ml_collections
+from ml_collections import config_dict
+
+from jaxcv.errors import ConfigError
+
+placeholder = config_dict.placeholder
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The keys every experiment has. Tasks add their own section (e.g. `config.afd`)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = 'classification'
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'resnet18'
+  # Passed to the model constructor; a config file may add any keyword the model accepts.
+  c.model.kwargs = ml_collections.ConfigDict()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'cifar10'
+  c.data.train_split = 'train'
+  c.data.data_dir = placeholder(str)  # None: the JAXCV_DATA_DIR environment variable.
+  # 'device': the whole split lives on the accelerator as uint8 (small datasets);
+  # 'streaming': host pipeline through grain (large datasets).
+  c.data.loader = 'device'
+  # On-device augmentation pipeline, ops separated by '|' (see jaxcv/data/augment.py).
+  c.data.augment = 'crop(padding=4)|flip'
+  c.data.train_examples = placeholder(int)  # Use only the first N training examples.
+
+  c.batch_size = 512  # Global batch, split over the (data, fsdp) mesh axes.
+  c.num_epochs = placeholder(float)
+  c.total_steps = placeholder(int)  # Takes precedence over num_epochs; 0 = evaluate only.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'sgd'  # sgd | adam | adamw | lamb
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.decay_norm_and_bias = True  # PyTorch's SGD default decays every parameter.
+  c.optimizer.grad_clip_norm = placeholder(float)
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = 'cosine'  # constant | cosine | linear | step | onecycle
+  c.schedule.lr = 0.1
+  c.schedule.warmup_steps = 0
+  c.schedule.end_factor = 0.0  # cosine/linear decay to lr * end_factor.
+  c.schedule.step_boundaries = ()  # step: fractions of training where lr drops by step_factor.
+  c.schedule.step_factor = 0.1
+
+  c.label_smoothing = 0.0
+  c.ema_decay = 0.0  # 0 disables the EMA of parameters.
+  c.eval_with_ema = True  # Evaluate the EMA parameters when there are any.
+  c.dtype = 'float32'  # Compute dtype: float32 | bfloat16 (parameters stay float32).
+
+  c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1})
+  # (regex on the parameter path, rule) pairs; first match wins. Rules: 'replicate', 'fsdp',
+  # or a tuple with one mesh-axis name (or None) per array dimension.
+  c.param_sharding = (('.*', 'replicate'),)
+
+  c.evals = ml_collections.ConfigDict()  # name -> ConfigDict(type=..., ...); see jaxcv/evaluators.
+  c.eval_every_steps = 0  # 0: evaluate at the end only.
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.async_checkpointing = True
+  c.init_checkpoint = ''  # Start from another run's workdir or checkpoint (fine-tuning, eval-only).
+  c.progress_bar = True
+  c.plot = True
+  return c
+
+
+def parse_arg(arg: Optional[str], **defaults) -> ml_collections.ConfigDict:
+  """Parses 'a=1,b=x,flag' into a ConfigDict, typed and restricted by `defaults`."""
+  result = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return result
+  for item in arg.split(','):
+    item = item.strip()
+    if not item:
+      continue
+    key, has_value, raw = item.partition('=')
+    if key not in defaults:
+      raise ConfigError(f'unknown config argument {key!r}; known: {sorted(defaults)}')
+    default = defaults[key]
+    if not has_value:
+      if not isinstance(default, bool):
+        raise ConfigError(f'config argument {key!r} needs a value ({key}=...)')
+      value = True
+    elif isinstance(default, bool):
+      value = raw.lower() in ('1', 'true', 'yes')
+    elif isinstance(default, (int, float)):
+      try:
+        value = type(default)(raw)
+      except ValueError:
+        raise ConfigError(f'config argument {key}={raw!r} is not a {type(default).__name__}') from None
+    else:
+      value = raw
+    result[key] = value
+  return result
+
+
+def load(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:arg]` via its `get_config(arg)`, applies overrides, validates.
+
+  The same function serves `python -m jaxcv.main` and notebooks, so both see the same checks.
+  """
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ConfigError(f'config file {path!r} does not exist')
+  module_spec = importlib.util.spec_from_file_location('_jaxcv_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ConfigError(f'{path} defines no get_config(arg)')
+  config = module.get_config(arg or None)
+  config.lock()
+  apply_overrides(config, overrides)
+  validate(config)
+  return config
+
+
+def _parse_value(raw: str, current: Any, key: str):
+  """Converts a command-line string to the type of the field it replaces."""
+  if isinstance(current, bool):
+    if raw.lower() not in ('true', 'false', '1', '0'):
+      raise ConfigError(f'{key}={raw!r}: expected true or false')
+    return raw.lower() in ('true', '1')
+  if isinstance(current, (int, float)):
+    try:
+      return type(current)(raw)
+    except ValueError:
+      raise ConfigError(f'{key}={raw!r}: expected a {type(current).__name__}') from None
+  if isinstance(current, str):
+    return raw
+  try:
+    return ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    return raw
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
+  """Applies 'a.b=value' strings (as `--config.a.b=value` does) with type checks."""
+  for item in overrides:
+    key, sep, raw = item.partition('=')
+    if not sep:
+      raise ConfigError(f'override {item!r} is not of the form key=value')
+    parent, _, leaf = key.rpartition('.')
+    node = config
+    for part in filter(None, parent.split('.')):
+      if part not in node:
+        raise ConfigError(f'unknown config key {key!r}')
+      node = node[part]
+    if leaf not in node:
+      raise ConfigError(f'unknown config key {key!r}; keys here: {sorted(node.keys())}')
+    field = node.get_ref(leaf) if isinstance(node, ml_collections.ConfigDict) else None
+    current = node[leaf]
+    if current is None and field is not None and field.get_type() is not None:
+      current = field.get_type()()  # A typed placeholder: parse as its type.
+    try:
+      node[leaf] = _parse_value(raw, current, key)
+    except TypeError as e:
+      raise ConfigError(f'{key}={raw!r}: {e}') from None
+
+
+def shrink_for_local_run(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Makes any config tiny enough for a laptop/CPU debug run (the `runlocal` argument)."""
+  config.batch_size = min(config.batch_size, 32)
+  config.total_steps = 10
+  config.data.train_examples = 256
+  config.log_every_steps = 2
+  config.eval_every_steps = 0
+  config.checkpoint_every_steps = 5
+  for name in config.evals:
+    if 'max_examples' in config.evals[name]:
+      config.evals[name].max_examples = 256
+  return config
+
+
+_DTYPES = ('float32', 'bfloat16')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks values a config file or override can get wrong, with messages that say how to fix."""
+  def need(condition, message):
+    if not condition:
+      raise ConfigError(message)
+
+  need(config.batch_size > 0, f'batch_size must be positive, got {config.batch_size}')
+  need(config.total_steps is not None or config.num_epochs is not None,
+       'set total_steps or num_epochs')
+  need(config.total_steps is None or config.total_steps >= 0, 'total_steps must be >= 0')
+  need(config.dtype in _DTYPES, f'dtype must be one of {_DTYPES}, got {config.dtype!r}')
+  need(0.0 <= config.ema_decay < 1.0, f'ema_decay must be in [0, 1), got {config.ema_decay}')
+  need(config.data.loader in ('device', 'streaming'),
+       f"data.loader must be 'device' or 'streaming', got {config.data.loader!r}")
+  need(config.log_every_steps > 0, 'log_every_steps must be positive')
+  need(config.checkpoint_every_steps >= 0, 'checkpoint_every_steps must be >= 0')
+  for axis in ('data', 'fsdp', 'tensor'):
+    size = config.mesh[axis]
+    need(size == -1 or size >= 1, f'mesh.{axis} must be -1 (fill) or >= 1, got {size}')
+  for name, evaluator in config.evals.items():
+    need('type' in evaluator, f'evals.{name} needs a type')
+  for rule in config.param_sharding:
+    need(len(rule) == 2, f'param_sharding entries are (regex, rule) pairs, got {rule!r}')
+    try:
+      re.compile(rule[0])
+    except re.error as e:
+      raise ConfigError(f'param_sharding regex {rule[0]!r}: {e}') from None

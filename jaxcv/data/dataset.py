@@ -1,0 +1,56 @@
+"""The in-memory dataset every source produces and every loader consumes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class ArrayDataset:
+  """A whole split held in host memory as uint8 images.
+
+  Attributes:
+    images: uint8 array [N, H, W, C] (C = 1 for greyscale, 3 for colour).
+    labels: int32 array [N] of class indices, or [N, H, W] label maps for
+      segmentation (see `ignore_index`).
+    class_names: names of the classes, indexed by label.
+    domains: optional int32 array [N] of domain indices (DomainBed-style data).
+    domain_names: names of the domains, indexed by `domains`.
+    ignore_index: label value that marks pixels to ignore (segmentation), or None.
+    source: a human-readable description of where the data came from.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: Sequence[str]
+  domains: Optional[np.ndarray] = None
+  domain_names: Optional[Sequence[str]] = None
+  ignore_index: Optional[int] = None
+  source: str = ''
+
+  def __post_init__(self):
+    if self.images.dtype != np.uint8 or self.images.ndim != 4:
+      raise ValueError(f'images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}')
+    if len(self.labels) != len(self.images):
+      raise ValueError(f'{len(self.images)} images but {len(self.labels)} labels')
+    if self.domains is not None and len(self.domains) != len(self.images):
+      raise ValueError(f'{len(self.images)} images but {len(self.domains)} domain ids')
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  def subset(self, indices) -> 'ArrayDataset':
+    """A new dataset holding the examples at `indices` (any numpy index)."""
+    return dataclasses.replace(
+        self, images=self.images[indices], labels=self.labels[indices],
+        domains=None if self.domains is None else self.domains[indices])

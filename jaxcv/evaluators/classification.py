@@ -1,0 +1,67 @@
+"""Top-1/top-5 accuracy and cross-entropy of a classifier on a labelled split."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcv import parallel
+from jaxcv.data import augment
+from jaxcv.data.registry import load_dataset
+from jaxcv.errors import ConfigError
+from jaxcv.evaluators.base import register
+from jaxcv.tasks.classification import cross_entropy
+
+
+@register('classification')
+class ClassificationEvaluator:
+  """Config keys: split, dataset (default: config.data.name), batch_size, max_examples, predict."""
+
+  def __init__(self, eval_config, config, task, mesh):
+    dataset_name = eval_config.get('dataset') or config.data.name
+    data = load_dataset(dataset_name, eval_config.split, config.data.data_dir)
+    if eval_config.get('max_examples'):
+      data = data.subset(slice(0, eval_config.max_examples))
+    if data.image_shape != tuple(task.info.image_shape):
+      raise ConfigError(f'evaluation data {dataset_name}:{eval_config.split} has images of shape '
+                        f'{data.image_shape}, the model was built for {task.info.image_shape}')
+    divisor = parallel.batch_divisor(mesh)
+    self.batch_size = math.ceil(eval_config.get('batch_size', 1000) / divisor) * divisor
+    self.num_examples = len(data)
+    self.num_batches = math.ceil(len(data) / self.batch_size)
+    # Pad to whole batches; the mask keeps padding out of every sum.
+    pad = self.num_batches * self.batch_size - len(data)
+    replicated = parallel.replicated(mesh)
+    self._arrays = jax.device_put({
+        'image': np.pad(data.images, ((0, pad), (0, 0), (0, 0), (0, 0))),
+        'label': np.pad(np.asarray(data.labels, np.int32), (0, pad)),
+        'mask': np.pad(np.ones(len(data), np.float32), (0, pad)),
+    }, replicated)
+    predict = task.predict_fns()[eval_config.get('predict', 'logits')]
+    batch_sharding = parallel.batch_sharding(mesh)
+
+    def batch_sums(variables, arrays, index):
+      batch = jax.tree.map(
+          lambda a: jax.lax.dynamic_slice_in_dim(a, index * self.batch_size, self.batch_size),
+          arrays)
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      logits = predict(variables, augment.to_float(batch['image'])).astype(jnp.float32)
+      labels, mask = batch['label'], batch['mask']
+      top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+      return {
+          'accuracy': jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+          'top5_accuracy': jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
+          'loss': jnp.sum(cross_entropy(logits, labels) * mask),
+      }
+    self._batch_sums = jax.jit(batch_sums)
+
+  def run(self, variables):
+    totals = None
+    for index in range(self.num_batches):
+      sums = self._batch_sums(variables, self._arrays, index)
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    for name, total in jax.device_get(totals).items():
+      yield name, float(total) / self.num_examples

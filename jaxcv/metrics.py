@@ -1,0 +1,106 @@
+"""What a run reports: `metrics.jsonl`, a progress bar with ETA, PNG curves and a summary table.
+
+Only process 0 writes; other processes get no-op writers, so callers never branch on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, (np.generic, np.ndarray, jax.Array)):
+    value = np.asarray(value).item()
+  return value
+
+
+class MetricWriter:
+  """Appends one JSON object per line: {"step": s, "name": value, ...}."""
+
+  def __init__(self, workdir: str, enabled: Optional[bool] = None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+
+  def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
+    record = {'step': int(step), 'time': time.time(), **{k: _plain(v) for k, v in metrics.items()}}
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class Progress:
+  """A tqdm bar over training steps with loss and throughput; silent off process 0."""
+
+  def __init__(self, total: int, initial: int, enabled: bool = True):
+    self._bar = None
+    if enabled and jax.process_index() == 0:
+      from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True,
+                       mininterval=1.0)
+
+  def update_to(self, step: int, **postfix) -> None:
+    if self._bar is not None:
+      self._bar.update(step - self._bar.n)
+      if postfix:
+        self._bar.set_postfix({k: f'{v:.4g}' for k, v in postfix.items()}, refresh=False)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+
+
+def plot_curves(jsonl_path: str, png_path: str) -> Optional[str]:
+  """Plots every logged scalar against step, one panel per metric group; returns the PNG path."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  records = read_jsonl(jsonl_path)
+  skip = {'step', 'time', 'epoch', 'examples_per_sec', 'learning_rate'}
+  names = sorted({k for r in records for k, v in r.items()
+                  if k not in skip and isinstance(v, (int, float))})
+  # One panel per metric kind ('loss', 'accuracy', ...), so train and test curves overlay.
+  groups: dict[str, list[str]] = {}
+  for name in names:
+    groups.setdefault(name.rsplit('/', 1)[-1], []).append(name)
+  if not groups:
+    return None
+  fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.5), squeeze=False)
+  for ax, (kind, members) in zip(axes[0], sorted(groups.items())):
+    for name in members:
+      points = [(r['step'], r[name]) for r in records
+                if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])]
+      if points:
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker='o' if len(points) < 30 else None, label=name)
+    ax.set_xlabel('step')
+    ax.set_title(kind)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=100)
+  plt.close(fig)
+  return png_path
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+  """A two-column table of the final numbers, for the terminal and the notebook."""
+  rows = [(k, f'{v:.4f}' if isinstance(v, float) else str(v)) for k, v in summary.items()]
+  width = max((len(k) for k, _ in rows), default=0)
+  line = '-' * (width + 3 + max((len(v) for _, v in rows), default=0))
+  return '\n'.join([line] + [f'{k:<{width}}   {v}' for k, v in rows] + [line])

@@ -1,0 +1,66 @@
+"""Tiny models that compile and run in seconds on a CPU, for tests and quickstarts."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcv.errors import ConfigError
+from jaxcv.models.layers import Classifier, batch_norm, conv, global_avg_pool
+
+
+class SmallCNN(Classifier):
+  """Two conv-BN-ReLU-maxpool stages and a global average pool.
+
+  Has BatchNorm on purpose, so the `batch_stats` code paths of training loops
+  are exercised by fast tests.
+
+  Attributes:
+    width: channels of the first conv; the second has twice as many.
+
+  Sows unpooled stage outputs as `intermediates/stage1`, `stage2`.
+  """
+  width: int = 32
+
+  @property
+  def feature_dim(self) -> int:
+    return 2 * self.width
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False,
+               return_features: bool = False):
+    h = self.normalize(x)
+    for i, channels in enumerate((self.width, 2 * self.width)):
+      h = conv(channels, 3, dtype=self.dtype, name=f'conv{i + 1}')(h)
+      h = nn.relu(batch_norm(train, dtype=self.dtype, name=f'bn{i + 1}')(h))
+      h = nn.max_pool(h, (2, 2), strides=(2, 2))
+      self.sow('intermediates', f'stage{i + 1}', h)
+    return self.finish(global_avg_pool(h), return_features)
+
+
+class MLP(Classifier):
+  """Flattened pixels through ReLU hidden layers; the last hidden layer is the feature.
+
+  Attributes:
+    hidden: widths of the hidden layers.
+
+  Sows hidden activations as `intermediates/stage1`..`stage{len(hidden)}`.
+  """
+  hidden: tuple[int, ...] = (256, 256)
+
+  @property
+  def feature_dim(self) -> int:
+    if not self.hidden:
+      raise ConfigError('MLP needs at least one hidden layer')
+    return self.hidden[-1]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False,
+               return_features: bool = False):
+    h = self.normalize(x).reshape(x.shape[0], -1)
+    for i, features in enumerate(self.hidden):
+      h = nn.relu(nn.Dense(features, dtype=self.dtype, param_dtype=jnp.float32,
+                           name=f'fc{i + 1}')(h))
+      self.sow('intermediates', f'stage{i + 1}', h)
+    return self.finish(h, return_features)

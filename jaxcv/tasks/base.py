@@ -1,0 +1,128 @@
+"""The task protocol: what the single training loop needs to know about an objective.
+
+A task = model + loss + predict functions (scenic's "task = model + loss + metrics"). The loop
+owns the optimizer, EMA, sharding, checkpoints and logging; a task owns only what differs between
+objectives, and extra state (a frozen teacher, a discriminator, ...) travels in `TrainState.extra`
+instead of in a second trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxcv import models
+from jaxcv.data import augment as augment_lib
+from jaxcv.errors import ConfigError
+
+Metrics = dict[str, jax.Array]
+PredictFn = Callable[[Any, jax.Array], Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training, as one pytree (checkpointed and sharded whole)."""
+  step: jax.Array
+  params: Any
+  model_state: Any  # Mutable model collections, e.g. {'batch_stats': ...}; {} when none.
+  opt_state: Any
+  ema_params: Any = None  # Exponential moving average of params, when config.ema_decay > 0.
+  extra: Any = None  # Task-owned state: frozen teacher, discriminator, ...
+
+  def eval_variables(self, use_ema: bool = True) -> dict:
+    params = self.ema_params if (use_ema and self.ema_params is not None) else self.params
+    return {'params': params, **self.model_state}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+  """What a task may know about its training data before building the model."""
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  num_train_examples: int
+  class_names: Sequence[str] = ()
+
+
+def _shapes_by_path(tree) -> dict[str, tuple]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path): tuple(jnp.shape(leaf)) for path, leaf in leaves}
+
+
+class Task:
+  """Base class; subclasses implement `loss` and usually `predict_fns`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, info: DataInfo):
+    self.config = config
+    self.info = info
+    self.model = self.build_model()
+    self._augment = augment_lib.build(config.data.augment)
+
+  # --- model -------------------------------------------------------------------------------
+  def build_model(self) -> nn.Module:
+    dtype = jnp.bfloat16 if self.config.dtype == 'bfloat16' else jnp.float32
+    return models.build_model(self.config.model.name, num_classes=self.info.num_classes,
+                              dtype=dtype, **self.config.model.kwargs.to_dict())
+
+  def init_variables(self, rng: jax.Array) -> tuple[Any, Mapping[str, Any]]:
+    """(params, other collections) from a dummy batch; traced under jax.eval_shape / jit."""
+    dummy = jnp.zeros((1, *self.info.image_shape), jnp.float32)
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = self.model.init({'params': params_rng, 'dropout': dropout_rng}, dummy,
+                                train=False)
+    variables = dict(variables)
+    params = variables.pop('params')
+    variables.pop('intermediates', None)  # Sown features are outputs, not state.
+    return params, variables
+
+  def init_extra(self, rng: jax.Array, params: Any, model_state: Any) -> Any:
+    """Task-owned state beyond the model (default: none)."""
+    del rng, params, model_state
+    return None
+
+  def from_pretrained(self, params, model_state, pretrained: Mapping[str, Any]):
+    """(params, model_state) to start from, given another run's raw checkpointed state.
+
+    The default takes the whole model and insists the structures match; tasks that add or
+    drop parts (a new head, a disentangler) override this.
+    """
+    new_params, new_model_state = pretrained['params'], pretrained.get('model_state') or {}
+    for what, old, new in (('params', params, new_params),
+                           ('model_state', model_state, new_model_state)):
+      expected, found = _shapes_by_path(old), _shapes_by_path(new)
+      if expected != found:
+        diff = sorted(k for k in expected.keys() | found.keys()
+                      if expected.get(k) != found.get(k))
+        raise ConfigError(f'init_checkpoint {what} do not match this model at '
+                          f'{len(diff)} entries, e.g. ' + ', '.join(
+                              f'{k}: model {expected.get(k)} vs checkpoint {found.get(k)}'
+                              for k in diff[:3]))
+    return new_params, new_model_state
+
+  # --- training ----------------------------------------------------------------------------
+  def augment(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> dict:
+    """On-device training augmentation of the batch's images (config.data.augment)."""
+    return {**batch, 'image': self._augment(rng, batch['image'])}
+
+  def loss(self, params, model_state, extra, batch, rng) -> tuple[jax.Array, tuple[Metrics, Any]]:
+    """Returns (scalar loss, (metrics, new model_state)). Differentiated w.r.t. params."""
+    raise NotImplementedError
+
+  def trainable_labels(self, params) -> Optional[Any]:
+    """Optional pytree of 'train'/'freeze' labels for the optimizer (default: train all)."""
+    del params
+    return None
+
+  def after_update(self, state: TrainState) -> TrainState:
+    """Hook after each optimizer update, e.g. to refresh task-owned extra state."""
+    return state
+
+  # --- evaluation --------------------------------------------------------------------------
+  def predict_fns(self) -> dict[str, PredictFn]:
+    """Named functions (variables, float images in [0, 1]) -> outputs, for evaluators."""
+    return {}

@@ -1,0 +1,242 @@
+"""THE loop: trains and/or evaluates any task from a config. `run(config, workdir)` is the API.
+
+Sections, in the order they run: mesh, data, task and optimizer, state (initialised sharded),
+resume, train step, evaluators, loop. A method that needs something special plugs into the task
+protocol (jaxcv/tasks/base.py) or registers an evaluator; it does not copy this file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxcv import checkpoint as checkpoint_lib
+from jaxcv import config as config_lib
+from jaxcv import metrics as metrics_lib
+from jaxcv import optim
+from jaxcv import parallel
+from jaxcv.data import build_train_loader, load_dataset
+from jaxcv.errors import NonFiniteLossError
+from jaxcv.evaluators import build_evaluators
+from jaxcv.tasks import DataInfo, TrainState, build_task
+
+log = logging.getLogger(__name__)
+
+
+def _load_train_data(config):
+  data = load_dataset(config.data.name, config.data.train_split, config.data.data_dir)
+  if config.data.train_examples and config.data.train_examples < len(data):
+    # A seeded random subset: datasets stored class by class would otherwise lose classes.
+    keep = np.random.default_rng(config.seed).permutation(len(data))[:config.data.train_examples]
+    data = data.subset(np.sort(keep))
+  return data
+
+
+def _total_steps(config, steps_per_epoch: int) -> int:
+  if config.total_steps is not None:
+    return config.total_steps
+  return int(round(config.num_epochs * steps_per_epoch))
+
+
+def _average(buffer: list[dict]) -> dict[str, float]:
+  """Mean of each metric over the buffered steps, fetched from the device in one transfer."""
+  values = jax.device_get(buffer)
+  return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        devices: Optional[list[jax.Device]] = None) -> dict[str, Any]:
+  """Trains for config.total_steps (or num_epochs), evaluating and checkpointing; resumes from
+  `workdir` when it holds checkpoints. Returns the final summary (also in summary.json).
+
+  `devices` restricts the mesh to some devices (default: all).
+  """
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  # ---------------------------------------------------------------- mesh
+  mesh = parallel.make_mesh(config.mesh, devices)
+  log.info('devices: %d x %s; mesh %s', mesh.size, mesh.devices.flat[0].device_kind,
+           dict(mesh.shape))
+
+  # ---------------------------------------------------------------- data
+  train_data = _load_train_data(config)
+  info = DataInfo(num_classes=train_data.num_classes, image_shape=train_data.image_shape,
+                  num_train_examples=len(train_data), class_names=tuple(train_data.class_names))
+  parallel.check_batch_size(config.batch_size, mesh)
+  steps_per_epoch = max(len(train_data) // config.batch_size, 1)
+  total_steps = _total_steps(config, steps_per_epoch)
+  loader = build_train_loader(config, train_data, mesh) if total_steps else None
+
+  # ---------------------------------------------------------------- task and optimizer
+  task = build_task(config, info)
+  rng = jax.random.key(config.seed)
+  abstract_params = jax.eval_shape(lambda r: task.init_variables(r)[0], rng)
+  schedule = optim.build_schedule(config, total_steps)
+  tx = optim.build_optimizer(config, schedule, task.trainable_labels(abstract_params))
+
+  # ---------------------------------------------------------------- state, initialised sharded
+  def init_state(rng):
+    params_rng, extra_rng = jax.random.split(rng)
+    params, model_state = task.init_variables(params_rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, model_state=dict(model_state),
+        opt_state=tx.init(params), ema_params=params if config.ema_decay else None,
+        extra=task.init_extra(extra_rng, params, model_state))
+
+  abstract_state = jax.eval_shape(init_state, rng)
+  shardings = parallel.state_shardings(abstract_state, config.param_sharding, mesh)
+  # Never materialised replicated: each device creates only its shard.
+  state = jax.jit(init_state, out_shardings=shardings)(rng)
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_state.params))
+  log.info('model %s: %.2fM parameters', config.model.name, num_params / 1e6)
+
+  # ---------------------------------------------------------------- resume or initialise
+  checkpointer = checkpoint_lib.Checkpointer(checkpoint_lib.checkpoint_dir(workdir),
+                                             keep=config.keep_checkpoints,
+                                             async_save=config.async_checkpointing)
+  restored = checkpointer.restore_latest(state)
+  if restored is not None:
+    state, meta, _ = restored
+    if meta.get('batch_size') != config.batch_size or meta.get('seed') != config.seed:
+      log.warning('resuming with batch_size/seed %s/%s, the checkpoint used %s/%s: the data '
+                  'order differs from the original run', config.batch_size, config.seed,
+                  meta.get('batch_size'), meta.get('seed'))
+    log.info('resumed from step %d in %s', int(state.step), checkpointer.directory)
+  elif config.init_checkpoint:
+    raw, from_step = checkpoint_lib.load_pretrained(config.init_checkpoint)
+    params, model_state = task.from_pretrained(state.params, state.model_state, raw)
+    state = state.replace(
+        params=jax.device_put(params, shardings.params),
+        model_state=jax.device_put(model_state, shardings.model_state),
+        ema_params=(jax.device_put(params, shardings.params) if config.ema_decay else None))
+    log.info('initialised from %s (step %d)', config.init_checkpoint, from_step)
+  start_step = int(state.step)
+
+  # ---------------------------------------------------------------- train step
+  ema_decay = config.ema_decay
+
+  def train_step(state: TrainState, inputs):
+    batch = loader.get_batch(inputs, state.step)
+    step_rng = jax.random.fold_in(rng, state.step)  # Randomness is a function of the step.
+    augment_rng, loss_rng = jax.random.split(step_rng)
+    batch = task.augment(augment_rng, batch)
+    grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+    (_, (step_metrics, model_state)), grads = grad_fn(
+        state.params, state.model_state, state.extra, batch, loss_rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = (optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
+                  if ema_decay else None)
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                              opt_state=opt_state, ema_params=ema_params)
+    new_state = task.after_update(new_state)
+    step_metrics = {**step_metrics, 'learning_rate': schedule(state.step),
+                    'grad_norm': optax.tree.norm(grads)}
+    return new_state, step_metrics
+
+  train_step = jax.jit(train_step, out_shardings=(shardings, parallel.replicated(mesh)),
+                       donate_argnums=(0,))
+
+  # ---------------------------------------------------------------- evaluators
+  evaluators = build_evaluators(config, task, mesh)
+  writer = metrics_lib.MetricWriter(workdir)
+
+  def evaluate(state, step) -> dict[str, float]:
+    variables = state.eval_variables(config.eval_with_ema)
+    results = {}
+    for name, evaluator in evaluators.items():
+      t0 = time.perf_counter()
+      for metric, value in evaluator.run(variables):
+        results[f'{name}/{metric}'] = value
+      results[f'{name}/seconds'] = time.perf_counter() - t0
+    if results:
+      writer.write(step, results)
+      log.info('step %d: %s', step, {k: round(v, 4) for k, v in results.items()})
+    return results
+
+  # ---------------------------------------------------------------- loop
+  progress = metrics_lib.Progress(total_steps, start_step, enabled=config.progress_bar)
+  buffer: list[dict] = []
+  last_log_time, last_log_step = time.perf_counter(), start_step
+  throughputs = []
+  train_metrics: dict[str, float] = {}
+  eval_results: dict[str, float] = {}
+
+  def flush(step: int) -> dict[str, float]:
+    """Fetches buffered metrics; stops the run before a non-finite loss can be checkpointed."""
+    nonlocal last_log_time, last_log_step
+    if not buffer:
+      return {}
+    averaged = _average(buffer)
+    buffer.clear()
+    if not math.isfinite(averaged.get('loss', 0.0)):
+      saved = checkpointer.steps()
+      raise NonFiniteLossError(
+          f'the training loss became {averaged["loss"]} between steps {last_log_step} and '
+          f'{step}; no checkpoint was written after it (last good: '
+          f'{saved[-1] if saved else "none"}). Lower the learning rate or check the data.')
+    now = time.perf_counter()
+    examples_per_sec = (step - last_log_step) * config.batch_size / (now - last_log_time)
+    if last_log_step != start_step:  # The first interval includes compilation.
+      throughputs.append(examples_per_sec)
+    last_log_time, last_log_step = now, step
+    record = {f'train/{k}' if k not in ('learning_rate', 'grad_norm') else k: v
+              for k, v in averaged.items()}
+    record.update(epoch=step / steps_per_epoch, examples_per_sec=examples_per_sec)
+    writer.write(step, record)
+    return averaged
+
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(start_step, total_steps):
+        state, step_metrics = train_step(state, loader.inputs(step))
+        buffer.append(step_metrics)
+        done = step + 1
+        is_last = done == total_steps
+        if done % config.log_every_steps == 0 or is_last:
+          train_metrics = flush(done)
+          progress.update_to(done, **{k: v for k, v in train_metrics.items()
+                                      if k in ('loss', 'accuracy')})
+        if config.eval_every_steps and done % config.eval_every_steps == 0 and not is_last:
+          evaluate(state, done)
+        if (config.checkpoint_every_steps and done % config.checkpoint_every_steps == 0) or is_last:
+          flush(done)
+          checkpointer.save(done, state, {'step': done, 'seed': config.seed,
+                                          'batch_size': config.batch_size,
+                                          'examples_seen': done * config.batch_size})
+      eval_results = evaluate(state, int(state.step))
+  finally:
+    progress.close()
+    checkpointer.close()
+
+  # ---------------------------------------------------------------- summary
+  summary = {
+      **eval_results,
+      **{f'train/{k}': v for k, v in train_metrics.items() if k in ('loss', 'accuracy')},
+      'steps': int(state.step),
+      'epochs': round(int(state.step) / steps_per_epoch, 2),
+      'examples_per_sec': round(float(np.median(throughputs)), 1) if throughputs else None,
+      'devices': f'{mesh.size} x {mesh.devices.flat[0].device_kind}',
+      'parameters': num_params,
+  }
+  if is_main:
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+    if config.plot and os.path.exists(writer.path):
+      metrics_lib.plot_curves(writer.path, os.path.join(workdir, 'metrics.png'))
+  return summary
