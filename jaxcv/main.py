@@ -48,6 +48,7 @@ def main(argv=None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
                       datefmt='%H:%M:%S')
+  logging.getLogger('absl').setLevel(logging.WARNING)  # orbax's per-save INFO lines.
   import jax  # pylint: disable=g-import-not-at-top  (device flags must be set first)
   if args.cpu_devices:
     jax.config.update('jax_num_cpu_devices', args.cpu_devices)

@@ -19,8 +19,8 @@ for run in "quickstart configs/quickstart.py" "resnet18 configs/cifar10/resnet18
   set -- $run
   start=$(date +%s)
   python3 -m jaxcv.main --config "$2" --workdir "/tmp/gpu_check/$1" --config.progress_bar=false \
-    2>&1 | grep -vE 'orbax|absl|checkpoint_manager|async_checkpointer|Finalized|Saving|tmp' \
+    2>&1 \
     | tee -a "$OUT/log.txt" | tail -40
   echo "$1: $(( $(date +%s) - start )) s wall including data loading and compilation" | tee -a "$OUT/log.txt"
-  for f in summary.json metrics.png; do cp "/tmp/gpu_check/$1/$f" "$OUT/$1_$f" 2>/dev/null; done
+  for f in summary.json metrics.png metrics.jsonl; do cp "/tmp/gpu_check/$1/$f" "$OUT/$1_$f" 2>/dev/null; done
 done

@@ -23,8 +23,9 @@ class ClassificationEvaluator:
   def __init__(self, eval_config, config, task, mesh):
     dataset_name = eval_config.get('dataset') or config.data.name
     data = load_dataset(dataset_name, eval_config.split, config.data.data_dir)
-    if eval_config.get('max_examples'):
-      data = data.subset(slice(0, eval_config.max_examples))
+    if eval_config.get('max_examples') and eval_config.max_examples < len(data):
+      # Evenly spaced, so that a dataset stored class by class keeps every class.
+      data = data.subset(np.linspace(0, len(data) - 1, eval_config.max_examples).astype(int))
     if data.image_shape != tuple(task.info.image_shape):
       raise ConfigError(f'evaluation data {dataset_name}:{eval_config.split} has images of shape '
                         f'{data.image_shape}, the model was built for {task.info.image_shape}')
