@@ -73,7 +73,7 @@ def plot_curves(jsonl_path: str, png_path: str) -> Optional[str]:
   records = read_jsonl(jsonl_path)
   skip = {'step', 'time', 'epoch', 'examples_per_sec', 'learning_rate'}
   names = sorted({k for r in records for k, v in r.items()
-                  if k not in skip and isinstance(v, (int, float))})
+                  if k not in skip and not k.endswith('/seconds') and isinstance(v, (int, float))})
   # One panel per metric kind ('loss', 'accuracy', ...), so train and test curves overlay.
   groups: dict[str, list[str]] = {}
   for name in names:
