@@ -42,7 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.loader = 'device'
   # On-device augmentation pipeline, ops separated by '|' (see jaxcv/data/augment.py).
   c.data.augment = 'crop(padding=4)|flip'
-  c.data.train_examples = placeholder(int)  # Use only the first N training examples.
+  c.data.train_examples = placeholder(int)  # Train on a seeded random subset of N examples.
+  c.data.image_size = placeholder(int)  # Resize every split to this square size on loading.
 
   c.batch_size = 512  # Global batch, split over the (data, fsdp) mesh axes.
   c.num_epochs = placeholder(float)

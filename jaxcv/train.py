@@ -25,21 +25,12 @@ from jaxcv import config as config_lib
 from jaxcv import metrics as metrics_lib
 from jaxcv import optim
 from jaxcv import parallel
-from jaxcv.data import build_train_loader, load_dataset
+from jaxcv.data import build_train_loader, open_train_data
 from jaxcv.errors import NonFiniteLossError
 from jaxcv.evaluators import build_evaluators
-from jaxcv.tasks import DataInfo, TrainState, build_task
+from jaxcv.tasks import TrainState, build_task
 
 log = logging.getLogger(__name__)
-
-
-def _load_train_data(config):
-  data = load_dataset(config.data.name, config.data.train_split, config.data.data_dir)
-  if config.data.train_examples and config.data.train_examples < len(data):
-    # A seeded random subset: datasets stored class by class would otherwise lose classes.
-    keep = np.random.default_rng(config.seed).permutation(len(data))[:config.data.train_examples]
-    data = data.subset(np.sort(keep))
-  return data
 
 
 def _total_steps(config, steps_per_epoch: int) -> int:
@@ -74,11 +65,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
            dict(mesh.shape))
 
   # ---------------------------------------------------------------- data
-  train_data = _load_train_data(config)
-  info = DataInfo(num_classes=train_data.num_classes, image_shape=train_data.image_shape,
-                  num_train_examples=len(train_data), class_names=tuple(train_data.class_names))
+  train_data, info = open_train_data(config)
   parallel.check_batch_size(config.batch_size, mesh)
-  steps_per_epoch = max(len(train_data) // config.batch_size, 1)
+  steps_per_epoch = max(info.num_train_examples // config.batch_size, 1)
   total_steps = _total_steps(config, steps_per_epoch)
   loader = build_train_loader(config, train_data, mesh) if total_steps else None
 

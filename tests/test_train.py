@@ -85,6 +85,33 @@ def test_resume_continues_the_same_run(tmp_path):
   assert_trees_close(final_params(straight)[0], final_params(split)[0], rtol=1e-5, atol=1e-6)
 
 
+def test_streaming_loader_learns_and_resumes_exactly(tmp_path):
+  streaming = ['data.loader=streaming', 'schedule.name=constant', 'schedule.warmup_steps=0']
+  straight = train.run(tiny(['total_steps=40', *streaming]), str(tmp_path / 'straight'))
+  assert straight['test/accuracy'] > 0.6
+  train.run(tiny(['total_steps=25', *streaming]), str(tmp_path / 'split'))
+  train.run(tiny(['total_steps=40', *streaming]), str(tmp_path / 'split'))
+  assert_trees_close(final_params(tmp_path / 'straight')[0], final_params(tmp_path / 'split')[0],
+                     rtol=1e-5, atol=1e-6)
+
+
+def test_streaming_from_an_image_folder_decodes_lazily(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split, count in (('train', 48), ('test', 16)):
+    for label, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+      folder = tmp_path / 'data' / split / f'class{label}'
+      folder.mkdir(parents=True)
+      for i in range(count // 2):
+        size = int(rng.integers(10, 20))  # Mixed sizes: image_size resizes them.
+        pixels = np.clip(np.array(colour) + rng.normal(0, 30, (size, size, 3)), 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f'{i}.png')
+  summary = train.run(tiny([f'data.name=folder:{tmp_path / "data"}', 'data.loader=streaming',
+                            'data.image_size=8', 'total_steps=15', 'batch_size=16']),
+                      str(tmp_path / 'run'))
+  assert summary['steps'] == 15 and summary['test/accuracy'] > 0.9
+
+
 def test_resume_onto_a_different_device_count(tmp_path):
   train.run(tiny(['total_steps=5']), str(tmp_path))  # Saved from 8 devices.
   summary = train.run(tiny(['total_steps=10']), str(tmp_path), devices=jax.devices()[:1])

@@ -54,3 +54,12 @@ class ArrayDataset:
     return dataclasses.replace(
         self, images=self.images[indices], labels=self.labels[indices],
         domains=None if self.domains is None else self.domains[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+  """What a task may know about its training data before building the model."""
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  num_train_examples: int
+  class_names: Sequence[str] = ()

@@ -22,7 +22,8 @@ class ClassificationEvaluator:
 
   def __init__(self, eval_config, config, task, mesh):
     dataset_name = eval_config.get('dataset') or config.data.name
-    data = load_dataset(dataset_name, eval_config.split, config.data.data_dir)
+    data = load_dataset(dataset_name, eval_config.split, config.data.data_dir,
+                        config.data.image_size)
     if eval_config.get('max_examples') and eval_config.max_examples < len(data):
       # Evenly spaced, so that a dataset stored class by class keeps every class.
       data = data.subset(np.linspace(0, len(data) - 1, eval_config.max_examples).astype(int))

@@ -8,7 +8,6 @@ instead of in a second trainer.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax
@@ -19,6 +18,7 @@ import ml_collections
 
 from jaxcv import models
 from jaxcv.data import augment as augment_lib
+from jaxcv.data.dataset import DataInfo
 from jaxcv.errors import ConfigError
 
 Metrics = dict[str, jax.Array]
@@ -38,15 +38,6 @@ class TrainState:
   def eval_variables(self, use_ema: bool = True) -> dict:
     params = self.ema_params if (use_ema and self.ema_params is not None) else self.params
     return {'params': params, **self.model_state}
-
-
-@dataclasses.dataclass(frozen=True)
-class DataInfo:
-  """What a task may know about its training data before building the model."""
-  num_classes: int
-  image_shape: tuple[int, int, int]
-  num_train_examples: int
-  class_names: Sequence[str] = ()
 
 
 def _shapes_by_path(tree) -> dict[str, tuple]:
