@@ -188,7 +188,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
               for k, v in averaged.items()}
     record.update(epoch=step / steps_per_epoch, examples_per_sec=examples_per_sec)
     writer.write(step, record)
-    return averaged
+    return {**averaged, 'examples_per_sec': examples_per_sec}
 
   try:
     with jax.set_mesh(mesh):
@@ -200,7 +200,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         if done % config.log_every_steps == 0 or is_last:
           train_metrics = flush(done)
           progress.update_to(done, **{k: v for k, v in train_metrics.items()
-                                      if k in ('loss', 'accuracy')})
+                                      if k in ('loss', 'accuracy', 'examples_per_sec')})
         if config.eval_every_steps and done % config.eval_every_steps == 0 and not is_last:
           evaluate(state, done)
         if (config.checkpoint_every_steps and done % config.checkpoint_every_steps == 0) or is_last:
@@ -212,6 +212,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   finally:
     progress.close()
     checkpointer.close()
+    if loader is not None:
+      loader.close()
 
   # ---------------------------------------------------------------- summary
   summary = {

@@ -47,6 +47,11 @@ class StreamingInputs:
     del step
     return batch
 
+  def close(self) -> None:
+    if self._iterator is not None:
+      self._iterator.close()
+      self._iterator = None
+
 
 def open_train_data(config) -> tuple[Union[ArrayDataset, RecordSource], DataInfo]:
   """The training split, decoded in memory for the device loader or as a lazy record source for

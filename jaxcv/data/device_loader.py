@@ -49,3 +49,6 @@ class DeviceLoader:
     ids = jax.lax.dynamic_slice_in_dim(order, index * self.batch_size, self.batch_size)
     ids = jax.lax.with_sharding_constraint(ids, self._batch_sharding)
     return {name: jnp.take(array, ids, axis=0) for name, array in arrays.items()}
+
+  def close(self) -> None:
+    """Nothing to release: the arrays go with the loader."""
