@@ -125,7 +125,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     augment_rng, loss_rng = jax.random.split(step_rng)
     batch = task.augment(augment_rng, batch)
     grad_fn = jax.value_and_grad(task.loss, has_aux=True)
-    (_, (step_metrics, model_state)), grads = grad_fn(
+    (loss, (step_metrics, model_state)), grads = grad_fn(
         state.params, state.model_state, state.extra, batch, loss_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -134,7 +134,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
                               opt_state=opt_state, ema_params=ema_params)
     new_state = task.after_update(new_state)
-    step_metrics = {**step_metrics, 'learning_rate': schedule(state.step),
+    # 'loss' is always the differentiated scalar: the NaN guard below reads it.
+    step_metrics = {**step_metrics, 'loss': loss, 'learning_rate': schedule(state.step),
                     'grad_norm': optax.tree.norm(grads)}
     return new_state, step_metrics
 
