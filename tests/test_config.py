@@ -94,3 +94,13 @@ def test_cli_help_explains_overrides():
   result = _main('--help')
   assert result.returncode == 0
   assert '--config.KEY=VALUE' in result.stdout and 'runlocal' in result.stdout
+
+
+def test_cli_nan_loss_is_one_line_error(tmp_path):
+  tiny = str(REPO_ROOT / 'tests' / 'configs' / 'tiny.py')
+  result = _main('--config', tiny, '--workdir', str(tmp_path), '--config.schedule.lr=1e30',
+                 '--config.schedule.warmup_steps=0')
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert 'error: the training loss became nan' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not (tmp_path / 'checkpoints' / '5').exists()  # Nothing saved after the NaN.
