@@ -1,6 +1,5 @@
 """Every notebook under colab/ runs top to bottom (in its smoke mode), so none can rot."""
 
-import os
 from pathlib import Path
 
 import nbformat

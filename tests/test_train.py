@@ -4,7 +4,6 @@ resume after SIGKILL, corrupt-checkpoint fallback, NaN handling and evaluation-o
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -8,7 +8,7 @@ instead of in a second trainer.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import flax
 import flax.linen as nn
