@@ -57,12 +57,9 @@ def open_train_data(config) -> tuple[Union[ArrayDataset, RecordSource], DataInfo
   """The training split, decoded in memory for the device loader or as a lazy record source for
   streaming, with what the task needs to know about it."""
   data = config.data
-  if data.loader == 'device':
-    train = load_dataset(data.name, data.train_split, data.data_dir, data.image_size)
-    image_shape, class_names = train.image_shape, train.class_names
-  else:
-    train = open_records(data.name, data.train_split, data.data_dir, data.image_size)
-    image_shape, class_names = train.image_shape, train.class_names
+  open_split = load_dataset if data.loader == 'device' else open_records
+  train = open_split(data.name, data.train_split, data.data_dir, data.image_size)
+  image_shape, class_names = train.image_shape, train.class_names
   if data.train_examples and data.train_examples < len(train):
     # A seeded random subset: datasets stored class by class would otherwise lose classes.
     keep = np.sort(np.random.default_rng(config.seed).permutation(len(train))[

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from jaxcv.data import sources
+from jaxcv.data import registry, sources
 from jaxcv.data.dataset import ArrayDataset
-from jaxcv.data.registry import load_dataset
 from jaxcv.errors import DatasetNotFoundError
 
 
@@ -80,9 +78,7 @@ class TfdsRecords(RecordSource):
     record = self._source[index]
     image = np.asarray(record['image'])
     if self._size is not None and image.shape[:2] != self._size:
-      pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
-      image = np.asarray(pil.resize(self._size[::-1], Image.BILINEAR)).reshape(
-          *self._size, image.shape[-1])
+      image = sources.resize_array(image, self._size)
     return {'image': image, 'label': int(record['label'])}
 
 
@@ -103,13 +99,11 @@ class SubsetRecords(RecordSource):
 def open_records(name: str, split: str, data_dir: Optional[str] = None,
                  image_size=None) -> RecordSource:
   """A record source for `name` (same names as load_dataset); lazy for folder: and tfds:."""
-  data_dir = data_dir or os.environ.get('JAXCV_DATA_DIR')
+  data_dir = data_dir or os.environ.get(registry.DATA_DIR_ENV) or None
   kind, _, arg = name.partition(':')
   if kind == 'folder' and arg:
-    root = Path(arg).expanduser()
-    if not root.exists() and data_dir and not root.is_absolute():
-      root = Path(data_dir) / root
+    root = registry.locate(arg, None if data_dir is None else Path(data_dir))
     return ImageFolderRecords(root if split == 'all' else root / split, image_size)
   if kind == 'tfds' and arg:
     return TfdsRecords(arg, split, data_dir, image_size)
-  return ArrayRecords(load_dataset(name, split, data_dir, image_size))
+  return ArrayRecords(registry.load_dataset(name, split, data_dir, image_size))

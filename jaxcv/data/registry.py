@@ -240,7 +240,8 @@ def _missing_message(name: str, split: str, spec: _Spec, data_dir: Optional[Path
 # Generic forms
 # ---------------------------------------------------------------------------------------------
 
-def _locate(arg: str, data_dir: Optional[Path]) -> Path:
+def locate(arg: str, data_dir: Optional[Path]) -> Path:
+  """PATH as given when it exists, else relative to data_dir (the generic forms' rule)."""
   path = Path(arg).expanduser()
   if not path.exists() and data_dir is not None and not path.is_absolute():
     path = data_dir / path
@@ -253,7 +254,7 @@ def _load_generic(kind: str, arg: str, split: str, data_dir: Optional[Path],
   if kind == 'tfds':
     return sources.resize(sources.read_tfds(arg, split, data_dir), size)
   if kind == 'npz':
-    path = _locate(arg.format(split=split), data_dir)
+    path = locate(arg.format(split=split), data_dir)
     if path.is_dir():
       path = path / f'{split}.npz'
     elif '{split}' not in arg and split != 'all':
@@ -264,7 +265,7 @@ def _load_generic(kind: str, arg: str, split: str, data_dir: Optional[Path],
       raise DatasetNotFoundError(f'npz file not found: {path}')
     return sources.resize(sources.read_npz(path), size)
   if kind == 'folder':
-    root = _locate(arg, data_dir)
+    root = locate(arg, data_dir)
     path = root if split == 'all' else root / split
     if not path.is_dir():
       raise DatasetNotFoundError(f'folder:{arg} split {split!r}: {path} is not a folder (split '
@@ -273,7 +274,7 @@ def _load_generic(kind: str, arg: str, split: str, data_dir: Optional[Path],
                         lambda: sources.read_image_folder(path, size))
   # tar:PATH[::PREFIX]
   tar_arg, _, prefix = arg.partition('::')
-  path = _locate(tar_arg, data_dir)
+  path = locate(tar_arg, data_dir)
   if not path.is_file():
     raise DatasetNotFoundError(f'archive not found: {path}')
   prefix = prefix.strip('/') if split == 'all' else '/'.join(p for p in (prefix.strip('/'), split)

@@ -118,22 +118,23 @@ def stack_images(images: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarr
   return np.stack(images)
 
 
+def resize_array(a: np.ndarray, size: tuple[int, int], method=Image.BILINEAR) -> np.ndarray:
+  """Resizes one HW or HWC array to `size` (h, w), keeping its trailing channel dimension."""
+  h, w = size
+  im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a)
+  return np.asarray(im.resize((w, h), method)).reshape((h, w) + a.shape[2:])
+
+
 def resize(ds: ArrayDataset, image_size: ImageSize) -> ArrayDataset:
   """Resizes a decoded dataset's images (bilinear) and label maps (nearest); a no-op if equal."""
   size = normalize_size(image_size)
   if size is None or ds.images.shape[1:3] == size:
     return ds
-  h, w = size
-
-  def one(a: np.ndarray, method) -> np.ndarray:
-    im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a)
-    out = np.asarray(im.resize((w, h), method))
-    return out.reshape((h, w) + a.shape[2:])
-
-  images = np.stack([one(im, Image.BILINEAR) for im in ds.images])
+  images = np.stack([resize_array(im, size) for im in ds.images])
   labels = ds.labels
   if labels.ndim == 3:  # Segmentation maps: nearest keeps them valid class ids.
-    labels = np.stack([one(l.astype(np.int32), Image.NEAREST) for l in labels]).astype(np.int32)
+    labels = np.stack([resize_array(l.astype(np.int32), size, Image.NEAREST)
+                       for l in labels]).astype(np.int32)
   return ArrayDataset(images, labels, ds.class_names, ds.domains, ds.domain_names,
                       ds.ignore_index, ds.source)
 
