@@ -7,6 +7,7 @@ protocol (jaxcv/tasks/base.py) or registers an evaluator; it does not copy this 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,23 +27,140 @@ from jaxcv import metrics as metrics_lib
 from jaxcv import optim
 from jaxcv import parallel
 from jaxcv.data import build_train_loader, open_train_data
-from jaxcv.errors import NonFiniteLossError
+from jaxcv.errors import ConfigError, NonFiniteLossError
 from jaxcv.evaluators import build_evaluators
 from jaxcv.tasks import TrainState, build_task
 
 log = logging.getLogger(__name__)
 
 
-def _total_steps(config, steps_per_epoch: int) -> int:
+def total_steps_for(config, steps_per_epoch: int) -> int:
+  """config.total_steps, else num_epochs worth of steps (rounded)."""
   if config.total_steps is not None:
     return config.total_steps
   return int(round(config.num_epochs * steps_per_epoch))
 
 
+def steps_per_call(config) -> int:
+  """How many train steps one jitted call runs (`config.steps_per_call`, default 1).
+
+  More than one folds the steps into a `lax.scan`, which removes the per-step Python
+  dispatch; only the device loader's inputs stay the same from step to step, so streaming
+  runs always use 1.
+  """
+  k = config.get('steps_per_call', 1) or 1
+  if not isinstance(k, int) or k < 1:
+    raise ConfigError(f'steps_per_call must be a positive int, got {k!r}')
+  return k if config.data.loader == 'device' else 1
+
+
+def build_train_step(config, task, loader, tx: optax.GradientTransformation,
+                     schedule: optax.Schedule, rng: jax.Array):
+  """The pure (state, inputs) -> (state, metrics) training step the loop jits.
+
+  Public so benchmarks and tools can time exactly the step `run` uses.
+  """
+  ema_decay = config.ema_decay
+
+  def train_step(state: TrainState, inputs):
+    batch = loader.get_batch(inputs, state.step)
+    if getattr(task, 'wants_example_ids', False):
+      batch = {**batch, 'step': state.step}  # With 'example_id' from `attach_example_ids`.
+    step_rng = jax.random.fold_in(rng, state.step)  # Randomness is a function of the step.
+    augment_rng, loss_rng = jax.random.split(step_rng)
+    batch = task.augment(augment_rng, batch)
+    grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+    (loss, (step_metrics, model_state)), grads = grad_fn(
+        state.params, state.model_state, state.extra, batch, loss_rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = (optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
+                  if ema_decay else None)
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                              opt_state=opt_state, ema_params=ema_params)
+    new_state = task.after_update(new_state)
+    # 'loss' is always the differentiated scalar: the NaN guard below reads it.
+    step_metrics = {**step_metrics, 'loss': loss, 'learning_rate': schedule(state.step),
+                    'grad_norm': optax.tree.norm(grads)}
+    return new_state, step_metrics
+
+  return train_step
+
+
+def attach_example_ids(loader, mesh) -> None:
+  """Makes the device loader serve each example's index as batch['example_id'].
+
+  For tasks whose augmentation depends on the example's identity across epochs (airbench's
+  alternating flip); they set `wants_example_ids = True` and also get batch['step'].
+  """
+  if not isinstance(getattr(loader, 'arrays', None), dict):
+    raise ConfigError("this task needs example ids, which only data.loader='device' serves")
+  loader.arrays['example_id'] = jax.device_put(
+      np.arange(loader.num_examples, dtype=np.int32), parallel.replicated(mesh))
+
+
+def scan_steps(train_step, num_steps: int):
+  """`num_steps` consecutive train steps as one function; metrics stacked on a leading axis.
+
+  The inputs are the same for every step (the device loader's resident arrays), so they are
+  closed over by the scan rather than scanned.
+  """
+  def multi_step(state, inputs):
+    return jax.lax.scan(lambda s, _: train_step(s, inputs), state, None, length=num_steps)
+  return multi_step
+
+
+def _next_boundary(step: int, total_steps: int, *periods: int) -> int:
+  """The first step after `step` at which the loop must look at the state (log, eval, save)."""
+  candidates = [total_steps]
+  for period in periods:
+    if period:
+      candidates.append((step // period + 1) * period)
+  return min(candidates)
+
+
 def _average(buffer: list[dict]) -> dict[str, float]:
   """Mean of each metric over the buffered steps, fetched from the device in one transfer."""
   values = jax.device_get(buffer)
-  return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+  # Entries from multi-step calls hold one value per step; every step weighs the same.
+  return {k: float(np.mean(np.concatenate([np.ravel(v[k]) for v in values])))
+          for k in values[0]}
+
+
+@dataclasses.dataclass
+class Parts:
+  """What the loop is built from; `build_parts` makes them for `run` and for benchmarks."""
+  task: Any
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  rng: jax.Array
+  state: TrainState  # Freshly initialised, sharded.
+  shardings: Any
+
+
+def build_parts(config, train_data, info, mesh, total_steps: int) -> Parts:
+  """Task (prepared with the training images), optimizer, schedule and initial sharded state."""
+  task = build_task(config, info)
+  # Data-dependent initialisation (e.g. a whitening stem) sees the training images first.
+  task.prepare(getattr(train_data, 'images', None))
+  rng = jax.random.key(config.seed)
+  abstract_params = jax.eval_shape(lambda r: task.init_variables(r)[0], rng)
+  schedule = optim.build_schedule(config, total_steps)
+  tx = optim.build_optimizer(config, schedule, task.trainable_labels(abstract_params))
+
+  def init_state(rng):
+    params_rng, extra_rng = jax.random.split(rng)
+    params, model_state = task.init_variables(params_rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, model_state=dict(model_state),
+        opt_state=tx.init(params), ema_params=params if config.ema_decay else None,
+        extra=task.init_extra(extra_rng, params, model_state))
+
+  abstract_state = jax.eval_shape(init_state, rng)
+  shardings = parallel.state_shardings(abstract_state, config.param_sharding, mesh)
+  # Never materialised replicated: each device creates only its shard.
+  state = jax.jit(init_state, out_shardings=shardings)(rng)
+  return Parts(task=task, tx=tx, schedule=schedule, rng=rng, state=state, shardings=shardings)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -68,31 +186,17 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   train_data, info = open_train_data(config)
   parallel.check_batch_size(config.batch_size, mesh)
   steps_per_epoch = max(info.num_train_examples // config.batch_size, 1)
-  total_steps = _total_steps(config, steps_per_epoch)
+  total_steps = total_steps_for(config, steps_per_epoch)
   loader = build_train_loader(config, train_data, mesh) if total_steps else None
 
-  # ---------------------------------------------------------------- task and optimizer
-  task = build_task(config, info)
-  rng = jax.random.key(config.seed)
-  abstract_params = jax.eval_shape(lambda r: task.init_variables(r)[0], rng)
-  schedule = optim.build_schedule(config, total_steps)
-  tx = optim.build_optimizer(config, schedule, task.trainable_labels(abstract_params))
-
-  # ---------------------------------------------------------------- state, initialised sharded
-  def init_state(rng):
-    params_rng, extra_rng = jax.random.split(rng)
-    params, model_state = task.init_variables(params_rng)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, model_state=dict(model_state),
-        opt_state=tx.init(params), ema_params=params if config.ema_decay else None,
-        extra=task.init_extra(extra_rng, params, model_state))
-
-  abstract_state = jax.eval_shape(init_state, rng)
-  shardings = parallel.state_shardings(abstract_state, config.param_sharding, mesh)
-  # Never materialised replicated: each device creates only its shard.
-  state = jax.jit(init_state, out_shardings=shardings)(rng)
-  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_state.params))
+  # ---------------------------------------------------------------- task, optimizer, state
+  parts = build_parts(config, train_data, info, mesh, total_steps)
+  task, tx, schedule, rng = parts.task, parts.tx, parts.schedule, parts.rng
+  state, shardings = parts.state, parts.shardings
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
   log.info('model %s: %.2fM parameters', config.model.name, num_params / 1e6)
+  if loader is not None and getattr(task, 'wants_example_ids', False):
+    attach_example_ids(loader, mesh)
 
   # ---------------------------------------------------------------- resume or initialise
   checkpointer = checkpoint_lib.Checkpointer(checkpoint_lib.checkpoint_dir(workdir),
@@ -117,30 +221,17 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   start_step = int(state.step)
 
   # ---------------------------------------------------------------- train step
-  ema_decay = config.ema_decay
+  train_step = build_train_step(config, task, loader, tx, schedule, rng)
+  k = steps_per_call(config)
+  step_fns = {}
 
-  def train_step(state: TrainState, inputs):
-    batch = loader.get_batch(inputs, state.step)
-    step_rng = jax.random.fold_in(rng, state.step)  # Randomness is a function of the step.
-    augment_rng, loss_rng = jax.random.split(step_rng)
-    batch = task.augment(augment_rng, batch)
-    grad_fn = jax.value_and_grad(task.loss, has_aux=True)
-    (loss, (step_metrics, model_state)), grads = grad_fn(
-        state.params, state.model_state, state.extra, batch, loss_rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema_params = (optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
-                  if ema_decay else None)
-    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                              opt_state=opt_state, ema_params=ema_params)
-    new_state = task.after_update(new_state)
-    # 'loss' is always the differentiated scalar: the NaN guard below reads it.
-    step_metrics = {**step_metrics, 'loss': loss, 'learning_rate': schedule(state.step),
-                    'grad_norm': optax.tree.norm(grads)}
-    return new_state, step_metrics
-
-  train_step = jax.jit(train_step, out_shardings=(shardings, parallel.replicated(mesh)),
-                       donate_argnums=(0,))
+  def step_fn(num_steps: int):
+    """The jitted function running `num_steps` steps per call (compiled once per count)."""
+    if num_steps not in step_fns:
+      fn = train_step if num_steps == 1 else scan_steps(train_step, num_steps)
+      step_fns[num_steps] = jax.jit(fn, out_shardings=(shardings, parallel.replicated(mesh)),
+                                    donate_argnums=(0,))
+    return step_fns[num_steps]
 
   # ---------------------------------------------------------------- evaluators
   evaluators = build_evaluators(config, task, mesh)
@@ -193,10 +284,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   try:
     with jax.set_mesh(mesh):
-      for step in range(start_step, total_steps):
-        state, step_metrics = train_step(state, loader.inputs(step))
+      step = start_step
+      while step < total_steps:
+        # Never step over a log/eval/checkpoint boundary inside one call.
+        num_steps = min(k, _next_boundary(step, total_steps, config.log_every_steps,
+                                          config.eval_every_steps,
+                                          config.checkpoint_every_steps) - step)
+        state, step_metrics = step_fn(num_steps)(state, loader.inputs(step))
         buffer.append(step_metrics)
-        done = step + 1
+        done = step = step + num_steps
         is_last = done == total_steps
         if done % config.log_every_steps == 0 or is_last:
           train_metrics = flush(done)

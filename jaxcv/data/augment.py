@@ -3,29 +3,42 @@
 A pipeline is a string of ops separated by '|', each `name` or `name(key=value, ...)`:
     'crop(padding=4)|flip|cutout(size=16)'
 Every op maps (rng, float images [N, H, W, C] in [0, 1]) -> images of the same kind, drawing
-independent randomness per sample. Papers add ops with `@register('name')` (COIN's pixel
-displacement, JPEG, ...) and insert them where their protocol says.
+independent randomness per sample. Papers add ops with `@register('name')` and insert them where
+their protocol says, e.g. COIN's random pixel displacement after crop and flip:
+    'crop(padding=4)|flip|coin(alpha=2.0,wrap="legacy")'
+
+Ops that also mix labels (mixup, cutmix) act on the whole batch and live in a second registry
+(`register_mixing`); a task that supports soft targets builds them with `build_mixing(spec)`
+and gets a 'target' probability array in the batch (jaxcv/tasks/classification.py).
+JPEG has no JAX codec: it is a dataset-level transform ('jpeg(quality=10):NAME' datasets,
+jaxcv/unlearnable/datasets.py).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import re
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
 from jaxcv.errors import ConfigError
+from jaxcv.unlearnable import coin as coin_lib
 
 AugmentOp = Callable[..., jax.Array]
 _OPS: dict[str, AugmentOp] = {}
+# name -> check(**kwargs): validates an op's arguments when the pipeline is built.
+_CHECKS: dict[str, Callable[..., None]] = {}
 
 
-def register(name: str):
+def register(name: str, check: Optional[Callable[..., None]] = None):
   def wrap(fn: AugmentOp) -> AugmentOp:
     _OPS[name] = fn
+    if check is not None:
+      _CHECKS[name] = check
     return fn
   return wrap
 
@@ -68,6 +81,99 @@ def cutout(rng, images, size: int = 16):
   return jnp.where(inside, 0.0, images)
 
 
+def _check_coin(alpha: float = 2.0, wrap: str = 'legacy', quantize: bool = True) -> None:
+  del quantize
+  coin_lib.check_options(alpha, wrap)
+
+
+@register('coin', check=_check_coin)
+def coin(rng, images, alpha: float = 2.0, wrap: str = 'legacy', quantize: bool = True):
+  """COIN (arXiv 2311.18403): per-pixel bilinear displacement by U(-alpha, alpha), wrapped at the
+  border ('legacy': SciPy's 'wrap' as the official code, period n-1; 'grid': period n), then
+  truncated to the uint8 grid (`quantize`). See jaxcv/unlearnable/coin.py."""
+  return coin_lib.coin(rng, images, alpha=alpha, wrap=wrap, quantize=quantize)
+
+
+# ITU-R 601-2 luma, as Pillow's convert('L') (the ISS-G defense's grayscale).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@register('grayscale')
+def grayscale(rng, images):
+  """Replaces RGB by its luma in all three channels (deterministic; rng unused)."""
+  del rng
+  if images.shape[-1] != 3:
+    raise ConfigError(f'grayscale needs RGB images, got {images.shape[-1]} channels')
+  luma = images @ jnp.asarray(_LUMA, images.dtype)
+  return jnp.repeat(luma[..., None], 3, axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Label-mixing ops: (rng, images [N, H, W, C], targets [N, K]) -> (images, targets)
+# ---------------------------------------------------------------------------------------------
+
+_MIXING_OPS: dict[str, Callable] = {}
+
+
+def register_mixing(name: str):
+  def wrap(fn):
+    _MIXING_OPS[name] = fn
+    return fn
+  return wrap
+
+
+@register_mixing('mixup')
+def mixup(rng, images, targets, alpha: float = 1.0):
+  """Mixup (Zhang et al. 2018): one lambda ~ Beta(alpha, alpha) per batch and a random partner
+  per image, as the reference implementation does."""
+  lam_rng, perm_rng = jax.random.split(rng)
+  lam = jax.random.beta(lam_rng, alpha, alpha)
+  partner = jax.random.permutation(perm_rng, images.shape[0])
+  images = lam * images + (1 - lam) * images[partner]
+  return images, lam * targets + (1 - lam) * targets[partner]
+
+
+@register_mixing('cutmix')
+def cutmix(rng, images, targets, alpha: float = 1.0):
+  """CutMix (Yun et al. 2019): a box of area ratio 1 - lambda (lambda ~ Beta(alpha, alpha)),
+  uniformly centred and clipped at the border, is pasted from a random partner; the targets mix
+  by the pasted area. One box per batch, as the reference implementation."""
+  lam_rng, perm_rng, cy_rng, cx_rng = jax.random.split(rng, 4)
+  n, h, w, _ = images.shape
+  lam = jax.random.beta(lam_rng, alpha, alpha)
+  cut = jnp.sqrt(1.0 - lam)
+  cut_h, cut_w = jnp.floor(h * cut).astype(jnp.int32), jnp.floor(w * cut).astype(jnp.int32)
+  cy, cx = jax.random.randint(cy_rng, (), 0, h), jax.random.randint(cx_rng, (), 0, w)
+  top, bottom = jnp.clip(cy - cut_h // 2, 0, h), jnp.clip(cy + cut_h // 2, 0, h)
+  left, right = jnp.clip(cx - cut_w // 2, 0, w), jnp.clip(cx + cut_w // 2, 0, w)
+  ys, xs = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+  box = (ys >= top) & (ys < bottom) & (xs >= left) & (xs < right)
+  partner = jax.random.permutation(perm_rng, n)
+  images = jnp.where(box[None, :, :, None], images[partner], images)
+  kept = 1.0 - jnp.mean(box.astype(jnp.float32))
+  return images, kept * targets + (1 - kept) * targets[partner]
+
+
+def build_mixing(spec: str, num_classes: int) -> Optional[Callable]:
+  """mix(rng, images, labels) -> (images, targets [N, num_classes]) applying the label-mixing
+  ops in `spec` (e.g. 'mixup(alpha=1.0)'), or None when `spec` is empty."""
+  parsed = parse(spec, _MIXING_OPS, 'label-mixing op')
+  for name, kwargs in parsed:
+    if not kwargs.get('alpha', 1.0) > 0:
+      raise ConfigError(f'{name}: alpha must be > 0 (Beta(alpha, alpha)), got {kwargs["alpha"]}')
+  ops = [functools.partial(_MIXING_OPS[name], **kwargs) for name, kwargs in parsed]
+  if not ops:
+    return None
+
+  def mix(rng, images, labels):
+    images = to_float(images)
+    targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    for op, op_rng in zip(ops, jax.random.split(rng, len(ops))):
+      images, targets = op(op_rng, images, targets)
+    return images, targets
+  return mix
+
+
 def op_names() -> list[str]:
   return sorted(_OPS)
 
@@ -75,25 +181,39 @@ def op_names() -> list[str]:
 _OP_RE = re.compile(r'^\s*(\w+)\s*(?:\((.*)\))?\s*$')
 
 
-def parse(spec: str) -> list[tuple[str, dict]]:
+def parse(spec: str, registry: Optional[dict[str, Callable]] = None,
+          what: str = 'augmentation op') -> list[tuple[str, dict]]:
   """'crop(padding=4)|flip' -> [('crop', {'padding': 4}), ('flip', {})]; errors name the bad op."""
+  registry = _OPS if registry is None else registry
   ops = []
   for part in filter(str.strip, (spec or '').split('|')):
     match = _OP_RE.match(part)
     if not match:
-      raise ConfigError(f'augmentation op {part!r} is not of the form name(key=value, ...)')
+      raise ConfigError(f'{what} {part!r} is not of the form name(key=value, ...)')
     name, args = match.group(1), match.group(2) or ''
-    if name not in _OPS:
-      raise ConfigError(f'unknown augmentation op {name!r}; known: {op_names()}')
+    if name not in registry:
+      raise ConfigError(f'unknown {what} {name!r}; known: {sorted(registry)}')
     try:
       call = ast.parse(f'f({args})', mode='eval').body
       kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
       if call.args:
         raise ValueError('use keyword arguments')
     except (SyntaxError, ValueError) as e:
-      raise ConfigError(f'augmentation op {part!r}: {e}') from None
+      raise ConfigError(f'{what} {part!r}: {e}') from None
+    _check_arguments(registry[name], name, kwargs, what)
     ops.append((name, kwargs))
   return ops
+
+
+def _check_arguments(fn: Callable, name: str, kwargs: dict, what: str) -> None:
+  """Unknown keywords and bad values fail when the pipeline is built, not inside the jit."""
+  accepted = [p for p in inspect.signature(fn).parameters][1:]  # After rng.
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    raise ConfigError(f'{what} {name!r} has no argument {unknown[0]!r}; it takes '
+                      f'{", ".join(a for a in accepted if a not in ("images", "targets"))}')
+  if name in _CHECKS:
+    _CHECKS[name](**kwargs)
 
 
 def build(spec: str) -> Callable[[jax.Array, jax.Array], jax.Array]:

@@ -16,13 +16,19 @@ Besides the names in `DATASETS`, these generic forms work:
   synthetic[:k=v,...]    learnable random data; keys n, size, channels, classes (train: seed 0,
                          test: seed 1), e.g. 'synthetic:n=512,size=32,classes=10'
 PATH is used as given when it exists, else relative to data_dir.
+
+Derived datasets, `KIND:NAME` or `KIND(k=v,...):NAME`, transform a split of dataset NAME (any
+name above, or another derived one) with a function from a capability module listed in
+`DERIVED`, e.g. 'cuda:cifar10' (poisoned training set, jaxcv/unlearnable/datasets.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.resources
 import os
+import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -166,7 +172,28 @@ DATASETS: dict[str, _Spec] = {
     ), 'the sample shipped inside the package (jaxcv/data/sample/cifar10-sample.tar.gz)'),
 }
 
-_GENERIC = ('folder:PATH', 'tar:PATH[::PREFIX]', 'npz:PATH', 'tfds:NAME', 'synthetic[:k=v,...]')
+_GENERIC = ('folder:PATH', 'tar:PATH[::PREFIX]', 'npz:PATH', 'tfds:NAME', 'synthetic[:k=v,...]',
+            'KIND[(k=v,...)]:NAME')
+
+# Derived datasets: KIND -> 'module:function', imported on first use (so the data layer does not
+# depend on the capability). function(kind, options or None, base split, split) -> ArrayDataset.
+DERIVED: dict[str, str] = {
+    kind: 'jaxcv.unlearnable.datasets:load_derived'
+    for kind in ('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')
+}
+_DERIVED_NAME = re.compile(r'^(\w+)(?:\(([^()]*)\))?:(.+)$')
+
+
+def _load_derived(name: str, split: str, data_dir: Optional[Path],
+                  image_size: sources.ImageSize) -> Optional[ArrayDataset]:
+  """The derived dataset `name` names, or None when it names none."""
+  match = _DERIVED_NAME.match(name)
+  if not match or match.group(1) not in DERIVED:
+    return None
+  kind, options, base_name = match.groups()
+  module, _, function = DERIVED[kind].partition(':')
+  derive = getattr(importlib.import_module(module), function)
+  return derive(kind, options, load_dataset(base_name, split, data_dir, image_size), split)
 
 
 def known_datasets() -> list[str]:
@@ -189,6 +216,9 @@ def load_dataset(name: str, split: str, data_dir: Optional[str | os.PathLike] = 
   """
   data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
   data_dir = Path(data_dir).expanduser() if data_dir else None
+  derived = _load_derived(name, split, data_dir, image_size)
+  if derived is not None:
+    return derived
   size = sources.normalize_size(image_size)
   kind, _, arg = name.partition(':')
   if kind in ('folder', 'tar', 'npz', 'tfds') and arg:

@@ -1,4 +1,10 @@
-"""Top-1/top-5 accuracy and cross-entropy of a classifier on a labelled split."""
+"""Top-1/top-5 accuracy and cross-entropy of a classifier on a labelled split.
+
+Optional test-time augmentation (`tta`), averaging logits as airbench94 does (arXiv 2404.00498):
+  'flip': mean of the image and its mirror;
+  'flip_translate': 0.5 * flip(x) + 0.25 * (flip(shift(x, -1, -1)) + flip(shift(x, +1, +1))),
+    shifts reflect-padded by one pixel.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,35 @@ from jaxcv.evaluators.base import register
 from jaxcv.tasks.classification import cross_entropy
 
 
+TTA_MODES = ('none', 'flip', 'flip_translate')
+
+
+def with_tta(predict, mode: str):
+  """predict(variables, images) averaged over test-time augmentations of the images."""
+  if mode not in TTA_MODES:
+    raise ConfigError(f'tta must be one of {TTA_MODES}, got {mode!r}')
+  if mode == 'none':
+    return predict
+
+  def mirror(variables, images):
+    both = predict(variables, jnp.concatenate([images, images[:, :, ::-1, :]]))
+    return jnp.mean(jnp.stack(jnp.split(both.astype(jnp.float32), 2)), axis=0)
+  if mode == 'flip':
+    return mirror
+
+  def mirror_translate(variables, images):
+    h, w = images.shape[1:3]
+    padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
+    shifted = jnp.concatenate([padded[:, :h, :w], padded[:, 2:h + 2, 2:w + 2]])
+    return (0.5 * mirror(variables, images)
+            + 0.5 * jnp.mean(jnp.stack(jnp.split(mirror(variables, shifted), 2)), axis=0))
+  return mirror_translate
+
+
 @register('classification')
 class ClassificationEvaluator:
-  """Config keys: split, dataset (default: config.data.name), batch_size, max_examples, predict."""
+  """Config keys: split, dataset (default: config.data.name), batch_size, max_examples, predict,
+  tta ('none' | 'flip' | 'flip_translate')."""
 
   def __init__(self, eval_config, config, task, mesh):
     dataset_name = eval_config.get('dataset') or config.data.name
@@ -42,7 +74,8 @@ class ClassificationEvaluator:
         'label': np.pad(np.asarray(data.labels, np.int32), (0, pad)),
         'mask': np.pad(np.ones(len(data), np.float32), (0, pad)),
     }, replicated)
-    predict = task.predict_fns()[eval_config.get('predict', 'logits')]
+    predict = with_tta(task.predict_fns()[eval_config.get('predict', 'logits')],
+                       eval_config.get('tta', 'none'))
     batch_sharding = parallel.batch_sharding(mesh)
 
     def batch_sums(variables, arrays, index):

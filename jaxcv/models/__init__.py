@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxcv.errors import ConfigError
+from jaxcv.models.airbench import AirbenchNet
 from jaxcv.models.layers import Classifier
 from jaxcv.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
 from jaxcv.models.small import MLP, SmallCNN
@@ -42,6 +43,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Classifier], dict[str, Any], dict[str, 
     'vit_small': (ViTSmall, {}, {}),
     'small_cnn': (SmallCNN, {}, {}),
     'mlp': (MLP, {}, {}),
+    'airbench94': (AirbenchNet, {}, {}),
 }
 
 MODEL_NAMES: list[str] = sorted(_REGISTRY)
@@ -86,7 +88,7 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 __all__ = [
-    'MLP', 'MODEL_NAMES', 'Classifier', 'ResNet', 'ResNet18', 'ResNet34', 'ResNet50',
-    'SmallCNN', 'ViT', 'ViTSmall', 'ViTTiny', 'WRN16_4', 'WRN28_10', 'WRN34_10',
+    'AirbenchNet', 'MLP', 'MODEL_NAMES', 'Classifier', 'ResNet', 'ResNet18', 'ResNet34',
+    'ResNet50', 'SmallCNN', 'ViT', 'ViTSmall', 'ViTTiny', 'WRN16_4', 'WRN28_10', 'WRN34_10',
     'WideResNet', 'build_model',
 ]

@@ -40,6 +40,20 @@ class TrainState:
     return {'params': params, **self.model_state}
 
 
+def _merge(tree: dict, override: Mapping) -> dict:
+  """`tree` with the leaves in `override` replaced (nested dicts, same paths and shapes)."""
+  out = dict(tree)
+  for key, value in override.items():
+    if isinstance(value, Mapping):
+      out[key] = _merge(out.get(key, {}), value)
+    else:
+      if key in out and jnp.shape(out[key]) != jnp.shape(value):
+        raise ConfigError(f'data_init gives {key!r} shape {jnp.shape(value)}, the model has '
+                          f'{jnp.shape(out[key])}')
+      out[key] = jnp.asarray(value, jnp.result_type(out[key]) if key in out else None)
+  return out
+
+
 def _shapes_by_path(tree) -> dict[str, tuple]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(path): tuple(jnp.shape(leaf)) for path, leaf in leaves}
@@ -60,15 +74,33 @@ class Task:
     return models.build_model(self.config.model.name, num_classes=self.info.num_classes,
                               dtype=dtype, **self.config.model.kwargs.to_dict())
 
+  def prepare(self, train_images: Optional[Any]) -> None:
+    """Called by the loop once, before initialisation, with the training images.
+
+    `train_images` is the uint8 [N, H, W, C] training split when it is held in memory (the
+    device loader), else None. The default gives models with a `data_init(images)` method
+    (e.g. a patch-whitening stem) the chance to compute variables from data; `init_variables`
+    then uses them in place of the random ones.
+    """
+    data_init = getattr(self.model, 'data_init', None)
+    self._data_variables = None
+    if data_init is not None:
+      if train_images is None:
+        raise ConfigError(f'model {self.config.model.name!r} initialises from training data '
+                          "and needs data.loader='device'")
+      self._data_variables = data_init(train_images)
+
   def init_variables(self, rng: jax.Array) -> tuple[Any, Mapping[str, Any]]:
     """(params, other collections) from a dummy batch; traced under jax.eval_shape / jit."""
     dummy = jnp.zeros((1, *self.info.image_shape), jnp.float32)
     params_rng, dropout_rng = jax.random.split(rng)
     variables = self.model.init({'params': params_rng, 'dropout': dropout_rng}, dummy,
                                 train=False)
-    variables = dict(variables)
-    params = variables.pop('params')
+    variables = flax.core.unfreeze(variables)
     variables.pop('intermediates', None)  # Sown features are outputs, not state.
+    for collection, values in (getattr(self, '_data_variables', None) or {}).items():
+      variables[collection] = _merge(variables.get(collection, {}), values)
+    params = variables.pop('params')
     return params, variables
 
   def init_extra(self, rng: jax.Array, params: Any, model_state: Any) -> Any:

@@ -1,4 +1,9 @@
-"""Supervised image classification: softmax cross-entropy with optional label smoothing."""
+"""Supervised image classification: softmax cross-entropy with optional label smoothing.
+
+Label-mixing augmentations (mixup, cutmix: `config.data.mixing`, see jaxcv/data/augment.py) put a
+'target' probability array [N, K] into the batch; the loss then uses it instead of the integer
+'label', which stays in the batch (the training accuracy is measured against it).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcv.data import augment as augment_lib
 from jaxcv.tasks.base import Task
 
 
@@ -16,18 +22,42 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
+def soft_cross_entropy(logits: jax.Array, targets: jax.Array,
+                       label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy against probability targets [N, K], in float32."""
+  targets = optax.smooth_labels(targets.astype(jnp.float32), label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
 def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
   return {'accuracy': jnp.mean(jnp.argmax(logits, -1) == labels)}
 
 
 class ClassificationTask(Task):
 
+  def __init__(self, config, info):
+    super().__init__(config, info)
+    # Optional: configs that use label mixing add `config.data.mixing` (e.g. 'mixup(alpha=1.0)').
+    self._mix = augment_lib.build_mixing(config.data.get('mixing', ''), info.num_classes)
+
+  def augment(self, rng, batch):
+    if self._mix is None:
+      return super().augment(rng, batch)
+    image_rng, mix_rng = jax.random.split(rng)
+    batch = super().augment(image_rng, batch)
+    images, targets = self._mix(mix_rng, batch['image'], batch['label'])
+    return {**batch, 'image': images, 'target': targets}
+
   def loss(self, params, model_state, extra, batch, rng):
     del extra
     logits, new_model_state = self.model.apply(
         {'params': params, **model_state}, batch['image'], train=True,
         rngs={'dropout': rng}, mutable=list(model_state.keys()))
-    loss = jnp.mean(cross_entropy(logits, batch['label'], self.config.label_smoothing))
+    if 'target' in batch:
+      per_example = soft_cross_entropy(logits, batch['target'], self.config.label_smoothing)
+    else:
+      per_example = cross_entropy(logits, batch['label'], self.config.label_smoothing)
+    loss = jnp.mean(per_example)
     metrics = {'loss': loss, **classification_metrics(logits, batch['label'])}
     return loss, (metrics, dict(new_model_state))
 

@@ -1,0 +1,1 @@
+"""Benchmarks that time jaxcv against PyTorch references on the same device."""

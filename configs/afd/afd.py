@@ -1,0 +1,24 @@
+"""AFD: adversarial fine-tuning with feature disentanglement (jaxcv/tasks/afd.py), official
+CIFAR-10 weights alpha=0.05, beta=0.25, gamma=25, the 'clean' update rule by default.
+
+  python -m jaxcv.main --config configs/afd/afd.py:init=runs/afd_natural --workdir runs/afd
+  python -m jaxcv.main --config configs/afd/afd.py:init=runs/afd_natural,mode=code_faithful ...
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "_afd_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+from jaxcv.tasks.afd import add_afd_config  # noqa: E402
+
+
+def get_config(arg=None):
+  config, arg = common.finetune(arg, 'afd', alpha=0.05, beta=0.25, gamma=25.0, mode='clean',
+                                dis_grad_to_classifier=False)
+  add_afd_config(config, alpha=arg.alpha, beta=arg.beta, gamma=arg.gamma, mode=arg.mode,
+                 dis_grad_to_classifier=arg.dis_grad_to_classifier)
+  return config

@@ -1,0 +1,96 @@
+"""Named attack specs ('pgd(steps=20, step_size=0.003)', 'apgd_ce', 'apgd_t', ...) and the
+per-example robustness of a batch under several of them: an AutoAttack-style ensemble.
+
+AutoAttack's standard ensemble (Croce & Hein 2020) is APGD-CE, APGD-T, FAB-T and Square. jaxcv
+has APGD-CE and APGD-T (the two that break most points in their paper); FAB and Square are not
+implemented, so the worst case here is an upper bound on AutoAttack's robust accuracy, a proxy.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import re
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from jaxcv.attacks import common
+from jaxcv.attacks.apgd import apgd, apgd_targeted
+from jaxcv.attacks.pgd import fgsm, pgd
+from jaxcv.errors import ConfigError
+
+# name -> (function, defaults). Every attack gets eps and norm from the evaluator.
+ATTACKS: dict[str, tuple[Callable, dict[str, Any]]] = {
+    'fgsm': (lambda p, x, y, r, **kw: fgsm(p, x, y, **kw), {}),
+    'pgd': (pgd, {'steps': 20, 'step_size': 2 / 255, 'restarts': 1}),
+    'cw_pgd': (functools.partial(pgd, loss='cw'),  # PGD on the CW margin ("CW-inf").
+               {'steps': 30, 'step_size': 0.8 / 255, 'restarts': 1}),
+    'apgd_ce': (functools.partial(apgd, loss='ce'), {'steps': 100, 'restarts': 1}),
+    'apgd_dlr': (functools.partial(apgd, loss='dlr'), {'steps': 100, 'restarts': 1}),
+    'apgd_t': (apgd_targeted, {'steps': 100, 'num_targets': 9, 'restarts': 1}),
+}
+_SPEC_RE = re.compile(r'^\s*(\w+)\s*(?:\((.*)\))?\s*$')
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+  name: str
+  kind: str
+  kwargs: tuple  # Sorted (key, value) pairs, so that specs are hashable.
+
+  def settings(self) -> dict[str, Any]:
+    return {**ATTACKS[self.kind][1], **dict(self.kwargs)}
+
+
+def parse_attack(name: str, spec: str) -> AttackSpec:
+  """'pgd(steps=20, step_size=0.003)' -> AttackSpec; errors name the bad part."""
+  match = _SPEC_RE.match(spec or '')
+  if not match:
+    raise ConfigError(f'attack {name}: {spec!r} is not of the form kind(key=value, ...)')
+  kind, args = match.group(1), match.group(2) or ''
+  if kind not in ATTACKS:
+    raise ConfigError(f'attack {name}: unknown kind {kind!r}; known: {sorted(ATTACKS)}')
+  try:
+    call = ast.parse(f'f({args})', mode='eval').body
+    if call.args:
+      raise ValueError('use keyword arguments')
+    kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+  except (SyntaxError, ValueError) as e:
+    raise ConfigError(f'attack {name}: {spec!r}: {e}') from None
+  allowed = set(ATTACKS[kind][1]) | ({'loss', 'random_start'} if kind == 'pgd' else set())
+  unknown = set(kwargs) - allowed
+  if unknown:
+    raise ConfigError(f'attack {name}: {kind} takes {sorted(allowed)}, not {sorted(unknown)}')
+  return AttackSpec(name, kind, tuple(sorted(kwargs.items())))
+
+
+def run_attack(spec: AttackSpec, predict_fn, images, labels, rng, *, eps: float, norm: str):
+  fn = ATTACKS[spec.kind][0]
+  return fn(predict_fn, images, labels, rng, eps=eps, norm=norm, **spec.settings())
+
+
+def robust_accuracy_masks(predict_fn: common.PredictFn, images: jax.Array, labels: jax.Array,
+                          rng: jax.Array, specs: tuple[AttackSpec, ...], *, eps: float,
+                          norm: str = 'linf', worst_case_of: Optional[tuple[str, ...]] = None
+                          ) -> dict[str, jax.Array]:
+  """Per-example correctness: 'clean', one entry per attack (each attack sees every example),
+  and 'worst_case': correct under all attacks named in `worst_case_of` (default: all), the
+  ensemble's robust accuracy."""
+  names = [spec.name for spec in specs]
+  worst_case_of = tuple(names) if worst_case_of is None else tuple(worst_case_of)
+  unknown = set(worst_case_of) - set(names)
+  if unknown:
+    raise ConfigError(f'worst_case_of names attacks that are not run: {sorted(unknown)}')
+  masks = {'clean': jnp.argmax(predict_fn(images), -1) == labels}
+  worst = masks['clean']
+  for index, spec in enumerate(specs):
+    x_adv = run_attack(spec, predict_fn, images, labels, jax.random.fold_in(rng, index),
+                       eps=eps, norm=norm)
+    masks[spec.name] = jnp.argmax(predict_fn(x_adv), -1) == labels
+    if spec.name in worst_case_of:
+      worst = worst & masks[spec.name]
+  masks['worst_case'] = worst
+  return masks

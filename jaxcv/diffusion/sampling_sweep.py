@@ -1,0 +1,393 @@
+"""The LDM-scaling sampling sweep: best quality per (model, sampler, steps) against sampling cost.
+
+Mei et al. 2024 (arXiv:2404.01367) sample every (model, step count) at a grid of guidance scales,
+keep the best FID, and plot it against sampling cost = normalised cost x steps (Figs. 9, 11);
+they also plot quality against training compute = normalised cost x iterations (Fig. 3). This
+module does both for a width sweep trained by `jaxcv.diffusion.sweep`:
+
+  python -m jaxcv.diffusion.sampling_sweep --sweep runs/ldm_scaling \
+      --feature-space classifier:runs/cifar10_r18 --num-samples 10000 --out runs/ldm_scaling/sampling
+
+Defaults follow the reproduction plan: DDIM at {2,3,4,6,8,10,15,20,30,50}, DDPM at
+{10,20,30,50}, DPM-Solver++(2M) at {2,3,4,6,8,10,15,20}, guidance {1,1.5,2,3,4}. Every point
+uses the same class-balanced labels and the same initial noise (common random numbers), so
+differences between points are not sampling noise in the starting points. Guidance runs as one
+batched pass over [conditional; null] even at scale 1 (identical to the conditional model, see
+tests/test_samplers.py), so one compilation per (model, sampler) serves the whole grid.
+Sampling cost counts denoiser evaluations as the paper does (normalised cost x steps; the
+doubled batch of guidance is the same factor for every model and is left out).
+
+Quality is FID/KID in the given feature space (jaxcv.diffusion.fid_features): with a jaxcv
+classifier's features these are proxies, consistent within a run and not comparable with
+published FIDs. `--deadline-seconds` stops starting new points after that long and still writes
+every output for the points done, so a time-boxed run always leaves results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxcv import checkpoint as checkpoint_lib
+from jaxcv import parallel
+from jaxcv.diffusion import fid as fid_lib
+from jaxcv.diffusion import fid_features
+from jaxcv.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STEPS = {
+    'ddim': (2, 3, 4, 6, 8, 10, 15, 20, 30, 50),
+    'ddpm': (10, 20, 30, 50),
+    'dpm_solver_pp': (2, 3, 4, 6, 8, 10, 15, 20),
+}
+DEFAULT_GUIDANCE = (1.0, 1.5, 2.0, 3.0, 4.0)
+MAX_STEPS = {'ddim': 50, 'ddpm': 50, 'dpm_solver_pp': 20}  # The paper's ranges per sampler.
+
+
+def parse_samplers(spec: str) -> dict[str, tuple[int, ...]]:
+  """'ddim:2,4,8;dpm_solver_pp:4,8' -> {'ddim': (2, 4, 8), 'dpm_solver_pp': (4, 8)}."""
+  result = {}
+  for part in filter(None, (p.strip() for p in spec.split(';'))):
+    method, _, steps = part.partition(':')
+    if method not in DEFAULT_STEPS:
+      raise ConfigError(f'unknown sampler {method!r}; known: {", ".join(DEFAULT_STEPS)}')
+    try:
+      counts = tuple(int(s) for s in steps.split(',') if s.strip()) or DEFAULT_STEPS[method]
+    except ValueError:
+      raise ConfigError(f'bad step counts in {part!r}') from None
+    too_many = [s for s in counts if s > MAX_STEPS[method] or s < 1]
+    if too_many:
+      raise ConfigError(f'{method} steps must be in [1, {MAX_STEPS[method]}], got {too_many}')
+    result[method] = counts
+  return result
+
+
+class Member:
+  """One trained model of the sweep: its task, and its parameters at any saved step."""
+
+  def __init__(self, record: dict, sweep_result: dict):
+    from jaxcv.data import open_train_data  # pylint: disable=import-outside-toplevel
+    from jaxcv.diffusion import sweep  # pylint: disable=import-outside-toplevel
+    from jaxcv.tasks import build_task  # pylint: disable=import-outside-toplevel
+    self.record = record
+    self.width = record['width']
+    self.config = sweep.member_config(sweep_result['config'], self.width,
+                                      sweep_result.get('overrides', ()))
+    _, info = open_train_data(self.config)
+    self.info = info
+    self.task = build_task(self.config, info)
+    self.workdir = record['workdir']
+
+  def checkpoint_steps(self) -> list[int]:
+    directory = checkpoint_lib.checkpoint_dir(self.workdir)
+    return sorted(int(p) for p in os.listdir(directory) if p.isdigit())
+
+  def variables(self, step: Optional[int] = None) -> dict:
+    path = self.workdir if step is None else os.path.join(
+        checkpoint_lib.checkpoint_dir(self.workdir), str(step))
+    raw, _ = checkpoint_lib.load_pretrained(path)
+    use_ema = self.config.eval_with_ema and raw.get('ema_params') is not None
+    return {'params': raw['ema_params'] if use_ema else raw['params'],
+            **(raw.get('model_state') or {})}
+
+
+class QualityMeter:
+  """FID/KID of generated images against fixed reference statistics, with fixed seeds."""
+
+  def __init__(self, space: fid_features.FeatureSpace, reference: fid_lib.ReferenceStats,
+               num_samples: int, batch_size: int, num_classes: int, mesh, seed: int = 0,
+               kid_subsets: int = 20):
+    self.space, self.reference, self.mesh = space, reference, mesh
+    self.batch_size = math.ceil(batch_size / parallel.batch_divisor(mesh)) * parallel.batch_divisor(mesh)
+    self.num_batches = math.ceil(num_samples / self.batch_size)
+    self.num_samples = num_samples
+    self.labels = np.arange(self.num_batches * self.batch_size) % max(num_classes, 1)
+    self.seed = seed
+    self.kid_subsets = kid_subsets
+
+  def measure(self, task, variables, *, method, num_steps, guidance, max_steps) -> dict:
+    stats = fid_lib.FeatureStats(self.space.name, keep=self.num_samples)
+    sampler = task.sampler(max_steps, self.mesh)
+    class_conditional = task.settings.conditioning != 'none'
+    for b in range(self.num_batches):
+      labels = self.labels[b * self.batch_size:(b + 1) * self.batch_size]
+      rng = jax.random.fold_in(jax.random.key(self.seed), b)  # Same noise for every point.
+      noise_rng, sample_rng = jax.random.split(rng)
+      noise = jax.random.normal(noise_rng, (len(labels), *task.sample_shape), jnp.float32)
+      noise = jax.device_put(noise, parallel.batch_sharding(self.mesh))
+      cond = task.condition(jnp.asarray(labels), None) if class_conditional else None
+      x = sampler(variables, noise, cond, method=method, num_steps=num_steps, rng=sample_rng,
+                  guidance_scale=guidance if class_conditional else None,
+                  null_cond=task.null_condition(cond) if class_conditional else None)
+      images = task.to_images(x)
+      take = min(len(labels), self.num_samples - b * self.batch_size)
+      stats.update(np.asarray(jax.device_get(self.space(images)))[:take])
+    result = fid_lib.compare(stats, self.reference, kid_subsets=self.kid_subsets,
+                             kid_subset_size=min(1000, self.num_samples))
+    return {'fid': result['fid'], 'kid': result['kid'], 'num_samples': result['num_samples']}
+
+
+def best_per_steps(points: list[dict]) -> list[dict]:
+  """The lowest-FID guidance scale of each (width, sampler, steps)."""
+  best: dict[tuple, dict] = {}
+  for p in points:
+    key = (p['width'], p['sampler'], p['steps'])
+    if key not in best or p['fid'] < best[key]['fid']:
+      best[key] = p
+  return [best[k] for k in sorted(best)]
+
+
+def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Sequence[int]],
+        guidance: Sequence[float], num_samples: int, batch_size: int = 500,
+        reference: str = '', reference_examples: int = 10_000,
+        curve_setting: Optional[tuple[str, int, float]] = ('ddim', 20, 2.0),
+        deadline_seconds: Optional[float] = None, budget_note: str = '',
+        devices: Optional[list] = None) -> dict[str, Any]:
+  """Runs the grid (then the training-compute curve) and writes results.json/.md and plots."""
+  t_start = time.perf_counter()
+  with open(os.path.join(sweep_dir, 'sweep.json')) as f:
+    sweep_result = json.load(f)
+  os.makedirs(out, exist_ok=True)
+  mesh = parallel.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}),
+                            devices)
+  members = [Member(r, sweep_result) for r in sweep_result['members']]
+  space = fid_features.build_feature_space(feature_space).replicate(parallel.replicated(mesh))
+  dataset, _, split = (reference or f'{members[0].config.data.name}:test').rpartition(':')
+  ref = fid_features.reference_stats(space, dataset, split,
+                                     data_dir=members[0].config.data.data_dir,
+                                     max_examples=reference_examples)
+  meter = QualityMeter(space, ref, num_samples, batch_size, members[0].info.num_classes, mesh)
+  result = {'sweep': os.path.abspath(sweep_dir), 'feature_space': space.name,
+            'reference': f'{dataset}:{split} ({ref.count} images)', 'num_samples': num_samples,
+            'guidance': list(guidance), 'samplers': {k: list(v) for k, v in samplers.items()},
+            'devices': f'{mesh.size} x {mesh.devices.flat[0].device_kind}',
+            'budget': budget_note, 'points': [], 'training_curve': [], 'incomplete': False}
+
+  def out_of_time() -> bool:
+    if deadline_seconds is not None and time.perf_counter() - t_start > deadline_seconds:
+      result['incomplete'] = True
+      return True
+    return False
+
+  def record(point: dict, target: list) -> None:
+    target.append(point)
+    log.info('%s', {k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()})
+    write_outputs(result, out, plots=False)  # After every point: a killed run leaves tables.
+
+  # One step table length for every point: one compiled sampler per model.
+  max_steps = max([s for counts in samplers.values() for s in counts]
+                  + ([curve_setting[1]] if curve_setting else []))
+  # Models innermost: a deadline leaves every model measured at the same (sampler, steps).
+  variables = {m.width: m.variables() for m in members}
+  for method, steps_list in samplers.items():
+    for steps in steps_list:
+      for scale in guidance:
+        for member in members:
+          if out_of_time():
+            break
+          cost = member.record['normalized_cost']
+          t0 = time.perf_counter()
+          quality = meter.measure(member.task, variables[member.width], method=method,
+                                  num_steps=steps, guidance=scale, max_steps=max_steps)
+          record({'width': member.width, 'sampler': method, 'steps': steps, 'guidance': scale,
+                  'normalized_cost': cost, 'sampling_cost': cost * steps,
+                  'seconds': time.perf_counter() - t0, **quality}, result['points'])
+
+  if curve_setting is not None:
+    method, steps, scale = curve_setting
+    for member in members:
+      cost = member.record['normalized_cost']
+      for step in member.checkpoint_steps():
+        if out_of_time():
+          break
+        quality = meter.measure(member.task, member.variables(step), method=method,
+                                num_steps=steps, guidance=scale, max_steps=max_steps)
+        record({'width': member.width, 'train_step': step, 'training_compute': cost * step,
+                'sampler': method, 'steps': steps, 'guidance': scale, **quality},
+               result['training_curve'])
+  result['seconds'] = time.perf_counter() - t_start
+  write_outputs(result, out)
+  return result
+
+
+# ------------------------------------------------------------------------------------ outputs
+def write_outputs(result: dict, out: str, plots: bool = True) -> None:
+  result = {**result, 'best': best_per_steps(result['points'])}
+  with open(os.path.join(out, 'results.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  write_markdown(result, os.path.join(out, 'results.md'))
+  if not plots:
+    return
+  try:
+    plot(result, out)
+  except Exception as e:  # pylint: disable=broad-except
+    log.warning('plotting failed: %s', e)
+
+
+def write_markdown(result: dict, path: str) -> None:
+  lines = ['# LDM-scaling sampling sweep (CIFAR-10 analogue)', '',
+           f'Feature space: `{result["feature_space"]}` (a proxy FID/KID unless it is '
+           f'Inception-v3); reference {result["reference"]}; {result["num_samples"]} samples per '
+           f'point; devices: {result["devices"]}.']
+  if result.get('budget'):
+    lines += ['', f'**Budget:** {result["budget"]}']
+  if result.get('incomplete'):
+    lines += ['', '**Incomplete:** the time limit stopped the sweep; the tables hold the points '
+              'done.']
+  lines += ['', '## Best FID over guidance per (model, sampler, steps)', '',
+            '| sampler | steps | ' + ' | '.join(f'c={w}' for w in _widths(result)) + ' |',
+            '|---|---|' + '---|' * len(_widths(result))]
+  best = {(p['width'], p['sampler'], p['steps']): p for p in result['best']}
+  for method, steps in sorted({(p['sampler'], p['steps']) for p in result['best']}):
+    cells = []
+    for w in _widths(result):
+      p = best.get((w, method, steps))
+      cells.append('' if p is None else f'{p["fid"]:.2f} (w={p["guidance"]:g}, '
+                   f'cost {p["sampling_cost"]:.2f})')
+    lines.append(f'| {method} | {steps} | ' + ' | '.join(cells) + ' |')
+  lines += ['', 'Cell: best FID (guidance scale, sampling cost = normalised cost x steps).']
+  winners = _winners_by_cost(result['best'])
+  if winners:
+    lines += ['', '## Best model at a fixed sampling budget', '',
+              '| sampler | budget (sampling cost <=) | best width | FID |', '|---|---|---|---|']
+    lines += [f'| {m} | {b:.2f} | {w} | {f:.2f} |' for m, b, w, f in winners]
+  if result['training_curve']:
+    lines += ['', '## FID against training compute', '',
+              '| width | train step | training compute | FID | KID |', '|---|---|---|---|---|']
+    for p in result['training_curve']:
+      kid = '' if p['kid'] is None else f'{p["kid"]:.4f}'
+      lines.append(f'| {p["width"]} | {p["train_step"]} | {p["training_compute"]:.1f} | '
+                   f'{p["fid"]:.2f} | {kid} |')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def _widths(result: dict) -> list[int]:
+  return sorted({p['width'] for p in result['points']})
+
+
+def _winners_by_cost(best: list[dict]) -> list[tuple]:
+  """For each sampler and budget (each sampling cost that occurs), the lowest FID reachable by
+  any (model, steps) within the budget: the paper's "which size wins at a fixed cost"."""
+  rows = []
+  for method in sorted({p['sampler'] for p in best}):
+    points = [p for p in best if p['sampler'] == method]
+    for budget in sorted({p['sampling_cost'] for p in points}):
+      within = [p for p in points if p['sampling_cost'] <= budget + 1e-9]
+      winner = min(within, key=lambda p: p['fid'])
+      rows.append((method, budget, winner['width'], winner['fid']))
+  return rows
+
+
+def plot(result: dict, out: str) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  best = result['best']
+  methods = [m for m in DEFAULT_STEPS if any(p['sampler'] == m for p in best)]
+  note = f'{result["feature_space"]}; {result["num_samples"]} samples'
+  if methods:
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+      for width in _widths(result):
+        pts = sorted((p for p in best if p['sampler'] == method and p['width'] == width),
+                     key=lambda p: p['sampling_cost'])
+        ax.plot([p['sampling_cost'] for p in pts], [p['fid'] for p in pts], 'o-',
+                label=f'c={width}')
+      ax.set_xscale('log')
+      ax.set(title=f'{method}: best FID over guidance', xlabel='sampling cost (norm. cost x steps)',
+             ylabel='FID (proxy)')
+      ax.legend(fontsize=8)
+    fig.suptitle(note, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'fid_vs_sampling_cost.png'), dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.6), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+      for width in _widths(result):
+        pts = sorted((p for p in best if p['sampler'] == method and p['width'] == width),
+                     key=lambda p: p['steps'])
+        ax.plot([p['steps'] for p in pts], [p['guidance'] for p in pts], 'o-', label=f'c={width}')
+      ax.set(title=f'{method}: best guidance scale', xlabel='steps', ylabel='guidance')
+      ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'best_guidance.png'), dpi=110)
+    plt.close(fig)
+  curve = result['training_curve']
+  if curve:
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for width in sorted({p['width'] for p in curve}):
+      pts = sorted((p for p in curve if p['width'] == width), key=lambda p: p['train_step'])
+      ax.plot([p['training_compute'] for p in pts], [p['fid'] for p in pts], 'o-',
+              label=f'c={width}')
+    ax.set_xscale('log')
+    p0 = curve[0]
+    ax.set(title=f'FID vs training compute ({p0["sampler"]} {p0["steps"]} steps, '
+           f'w={p0["guidance"]:g})', xlabel='training compute (norm. cost x iterations)',
+           ylabel='FID (proxy)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'fid_vs_training_compute.png'), dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--sweep', required=True, help='workdir of jaxcv.diffusion.sweep')
+  parser.add_argument('--feature-space', required=True,
+                      help="'classifier:<checkpoint>' or 'inception[:<weights>]'")
+  parser.add_argument('--out', default=None, help='default: <sweep>/sampling')
+  parser.add_argument('--samplers', default='ddim;ddpm;dpm_solver_pp',
+                      help="e.g. 'ddim:2,4,8;dpm_solver_pp:4,8' (no counts: the defaults)")
+  parser.add_argument('--guidance', default=','.join(f'{g:g}' for g in DEFAULT_GUIDANCE))
+  parser.add_argument('--num-samples', type=int, default=10_000)
+  parser.add_argument('--batch-size', type=int, default=500)
+  parser.add_argument('--reference', default='', help='dataset:split (default <data>:test)')
+  parser.add_argument('--reference-examples', type=int, default=10_000)
+  parser.add_argument('--curve', default='ddim:20:2',
+                      help="sampler:steps:guidance for FID vs training compute; 'none' to skip")
+  parser.add_argument('--deadline-seconds', type=float, default=None)
+  parser.add_argument('--budget-note', default='')
+  parser.add_argument('--replot', action='store_true',
+                      help='only redraw tables and plots from <out>/results.json')
+  args = parser.parse_args(argv)
+  if args.replot:
+    out = args.out or os.path.join(args.sweep, 'sampling')
+    with open(os.path.join(out, 'results.json')) as f:
+      write_outputs(json.load(f), out)
+    return 0
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+  try:
+    curve = None
+    if args.curve != 'none':
+      method, steps, scale = args.curve.split(':')
+      curve = (method, int(steps), float(scale))
+    result = run(args.sweep, args.feature_space, args.out or os.path.join(args.sweep, 'sampling'),
+                 samplers=parse_samplers(args.samplers),
+                 guidance=[float(g) for g in args.guidance.split(',')],
+                 num_samples=args.num_samples, batch_size=args.batch_size,
+                 reference=args.reference, reference_examples=args.reference_examples,
+                 curve_setting=curve, deadline_seconds=args.deadline_seconds,
+                 budget_note=args.budget_note)
+  except (UserError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'{len(result["points"])} points, {len(result["training_curve"])} curve points in '
+        f'{result["seconds"]:.0f}s; results in {args.out or os.path.join(args.sweep, "sampling")}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

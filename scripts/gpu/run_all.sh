@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One GPU session's measurements, in one call: each part runs under its own wall-time cap, so one
+# failure or overrun never loses the others. Stage first (from the repo root, on the dev machine):
+#   ../shared/device/stage.sh cifar10-jpeg.tar.gz      # -> .device/ (ml_collections, grain wheels + data)
+# extra wheels (airbench, diffusers) go in .device_extra/wheels. Then on the GPU machine:
+#   OUT=/some/dir bash scripts/gpu/run_all.sh
+#   EXCLUSIVE=perf SHARED= OUT=... bash scripts/gpu/run_all.sh     # a subset
+# Budgets (seconds) can be overridden, e.g. BUDGET_coin=200.
+set -uo pipefail
+export OUT=${OUT:-runs/gpu}
+mkdir -p "$OUT"
+# Staged wheels, skipping any distribution the machine already has (its own copies stay in use).
+wheels=()
+for whl in .device/wheels/*.whl .device_extra/wheels/*.whl; do
+  [ -f "$whl" ] || continue
+  dist=$(basename "$whl" | cut -d- -f1)
+  python3 -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" 2>/dev/null \
+    || wheels+=("$whl")
+done
+if [ ${#wheels[@]} -gt 0 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    "${wheels[@]}" || echo "installing staged wheels failed" >&2
+fi
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+[ -d .device/data ] && export JAXCV_DATA_DIR=$PWD/.device/data
+export JAXCV_CACHE_DIR=${JAXCV_CACHE_DIR:-/tmp/jaxcv_cache} PYTHONUNBUFFERED=1
+{
+  date -u +%Y-%m-%dT%H:%MZ
+  nvidia-smi -L 2>/dev/null
+  python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
+} 2>&1 | tee "$OUT/environment.txt"
+
+# Timed benchmarks run alone, one after another; then the training experiments (whose numbers are
+# accuracies and FIDs, not speeds) share the GPU concurrently, each with a slice of its memory.
+EXCLUSIVE=${EXCLUSIVE-"perf ldm_throughput afd_benchmark"}
+SHARED=${SHARED-"afd coin ldm_sweep"}
+declare -A BUDGET=([perf]=${BUDGET_perf:-95} [ldm_throughput]=${BUDGET_ldm_throughput:-90}
+                   [afd_benchmark]=${BUDGET_afd_benchmark:-30} [afd]=${BUDGET_afd:-220}
+                   [coin]=${BUDGET_coin:-220} [ldm_sweep]=${BUDGET_ldm_sweep:-200})
+# Each part's own (inner) budget, a little under the hard cap run_all enforces.
+export BUDGET_PERF_INNER=$(( BUDGET[perf] - 5 ))
+export AFD_BUDGET_S=$(( BUDGET[afd] - 5 )) COIN_BUDGET=$(( BUDGET[coin] - 5 ))
+export BUDGET_S=$(( BUDGET[ldm_sweep] - 20 ))  # ldm_sweep.sh caps itself at BUDGET_S + 15.
+
+run_part() {  # name: runs scripts/gpu/<name>.sh under its cap, logging to $OUT/<name>.log
+  local part=$1 start; start=$(date +%s)
+  echo "=== $part start (cap ${BUDGET[$part]} s) $(date -u +%H:%M:%S)"
+  timeout --signal=TERM --kill-after=5 "${BUDGET[$part]}" bash "scripts/gpu/$part.sh" \
+    > "$OUT/$part.log" 2>&1
+  echo "=== $part rc=$? wall=$(( $(date +%s) - start )) s"
+}
+
+for part in $EXCLUSIVE; do
+  run_part "$part"
+  tail -n 12 "$OUT/$part.log"
+done
+pids=()
+for part in $SHARED; do
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.28 AFD_SKIP_BENCHMARK=1 run_part "$part" &
+  pids+=($!)
+done
+[ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
+for part in $SHARED; do
+  echo "--- $part"; tail -n 15 "$OUT/$part.log"
+done
+echo "run_all: done $(date -u +%H:%M:%S)"

@@ -1,0 +1,202 @@
+"""The diffusion task in the single loop: learning, sharding equivalence, latent and
+super-resolution modes, text conditioning, and the width sweep's outputs.
+
+Training runs use a tiny stand-in denoiser with the UNet's call signature (compiling the real
+UNet takes minutes on a CPU); `test_real_unet_is_wired_in` traces the real one.
+"""
+
+import json
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcv import checkpoint as checkpoint_lib
+from jaxcv import config as config_lib
+from jaxcv import parallel
+from jaxcv import train
+from jaxcv.data import open_train_data
+from jaxcv.diffusion import conditioning, sweep
+from jaxcv.errors import ConfigError
+from jaxcv.tasks import build_task
+from jaxcv.tasks import diffusion as diffusion_task
+
+from conftest import REPO_ROOT
+
+CONFIG = str(REPO_ROOT / 'configs' / 'ldm_scaling' / 'cifar10_unet.py')
+SYNTHETIC = 'data.name=synthetic:n=256,size=8,classes=4'
+
+
+class TinyDenoiser(nn.Module):
+  """Two convolutions with time and context embeddings added: the UNet's signature, tiny."""
+  base_width: int = 8
+  in_channels: int = 3
+  out_channels: int = 3
+  context_dim: Optional[int] = None
+  num_groups: int = 4
+  num_res_blocks: int = 1
+  channel_mult: tuple = (1,)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, t, context=None, *, train=False):
+    assert x.shape[-1] == self.in_channels
+    width = self.base_width
+    freqs = jnp.exp(-jnp.arange(4) * 2.0)
+    angles = t[:, None] / 1000.0 * 10 * freqs
+    temb = nn.Dense(width, dtype=self.dtype)(jnp.concatenate([jnp.sin(angles), jnp.cos(angles)],
+                                                             -1))
+    h = nn.Conv(width, (3, 3), dtype=self.dtype)(x) + temb[:, None, None, :]
+    if self.context_dim is not None:
+      h = h + nn.Dense(width, dtype=self.dtype)(context.mean(1))[:, None, None, :]
+    h = nn.Conv(width, (3, 3), dtype=self.dtype)(nn.silu(h))
+    return nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(nn.silu(h)).astype(jnp.float32)
+
+
+@pytest.fixture(autouse=True)
+def tiny_denoiser(monkeypatch):
+  monkeypatch.setitem(diffusion_task.DENOISERS, 'tiny_denoiser', TinyDenoiser)
+
+
+def tiny(arg='', overrides=()):
+  return config_lib.load(
+      f'{CONFIG}:width=8,batch=32,ema=0,dtype=float32,steps=10{"," + arg if arg else ""}',
+      [SYNTHETIC, 'model.name=tiny_denoiser', 'progress_bar=false', 'plot=false',
+       'checkpoint_every_steps=1000', *overrides])
+
+
+def losses(workdir):
+  return [json.loads(line)['train/loss'] for line in open(workdir / 'metrics.jsonl')
+          if 'train/loss' in line]
+
+
+def test_loss_decreases_in_a_tiny_run(tmp_path):
+  config = tiny('steps=150,lr=3e-3,warmup=5', ['log_every_steps=10'])
+  summary = train.run(config, str(tmp_path), devices=jax.devices()[:1])
+  curve = losses(tmp_path)
+  assert summary['steps'] == 150 and len(curve) == 15
+  assert np.mean(curve[-3:]) < 0.8 * curve[0], curve
+
+
+def test_fsdp8_member_matches_fsdp1(tmp_path):
+  sharded = tiny('fsdp=8', ['model.name=tiny_denoiser'])
+  _, info = open_train_data(sharded)
+  abstract = jax.eval_shape(build_task(sharded, info).init_variables, jax.random.key(0))[0]
+  specs = parallel.state_shardings(abstract, sharded.param_sharding,
+                                   parallel.make_mesh(sharded.mesh))
+  assert any('fsdp' in str(s.spec) for s in jax.tree.leaves(specs))  # The rules really shard.
+  common = ['log_every_steps=5']
+  one = sweep.run_sweep(CONFIG + ':steps=6,batch=32,ema=0.9,dtype=float32',
+                        [8], str(tmp_path / 'one'), [SYNTHETIC, 'model.name=tiny_denoiser',
+                                                     'progress_bar=false', 'plot=false', *common],
+                        devices=jax.devices()[:1])
+  eight = sweep.run_sweep(CONFIG + ':steps=6,batch=32,ema=0.9,dtype=float32,fsdp=8',
+                          [8], str(tmp_path / 'eight'),
+                          [SYNTHETIC, 'model.name=tiny_denoiser', 'progress_bar=false',
+                           'plot=false', *common], reference_width=16)
+  assert one['devices'].startswith('1 x') and eight['devices'].startswith('8 x')
+  raw_one, _ = checkpoint_lib.load_pretrained(str(tmp_path / 'one' / 'w8'))
+  raw_eight, _ = checkpoint_lib.load_pretrained(str(tmp_path / 'eight' / 'w8'))
+  for key in ('params', 'ema_params'):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+                 raw_one[key], raw_eight[key])
+  # The sweep's record: FLOPs grow with width; normalised to the largest; compute = cost x steps.
+  member = json.load(open(tmp_path / 'eight' / 'sweep.json'))['members'][0]
+  flops16 = sweep.forward_flops(sweep.member_config(CONFIG, 16, [SYNTHETIC,
+                                                                 'model.name=tiny_denoiser']))
+  assert 2.5 < flops16 / member['flops'] < 4.5  # ~quadratic in width.
+  assert member['normalized_cost'] == pytest.approx(member['flops'] / flops16)
+  assert member['training_compute'] == pytest.approx(6 * member['normalized_cost'])
+  assert (tmp_path / 'eight' / 'sweep.md').read_text().count('\n| ') == 2
+
+
+def _fake_autoencoder_run(path):
+  """A randomly initialised tiny KL autoencoder saved as a jaxcv run (f = 2, 2 latent channels)."""
+  from jaxcv.models.autoencoder import KLAutoencoder
+  kwargs = dict(channels=8, channel_mult=[1, 2], num_res_blocks=1, latent_channels=2,
+                num_groups=4)
+  model = KLAutoencoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))['params']
+  checkpointer = checkpoint_lib.Checkpointer(checkpoint_lib.checkpoint_dir(str(path)),
+                                             async_save=False)
+  checkpointer.save(1, {'params': params}, {'step': 1})
+  checkpointer.close()
+  (path / 'config.json').write_text(json.dumps({'model': {'name': 'kl_autoencoder',
+                                                          'kwargs': kwargs}}))
+  return params
+
+
+def test_latent_super_resolution_with_a_frozen_autoencoder(tmp_path):
+  ae_params = _fake_autoencoder_run(tmp_path / 'ae')
+  config = tiny('steps=3,prediction=eps,schedule=linear', [
+      f'diffusion.autoencoder_checkpoint={tmp_path / "ae"}', 'diffusion.latent_scale=0.5',
+      'diffusion.image_condition=low_res', 'diffusion.low_res_factor=2', 'ema_decay=0.5'])
+  summary = train.run(config, str(tmp_path / 'run'))
+  assert np.isfinite(summary['train/loss'])
+  raw, _ = checkpoint_lib.load_pretrained(str(tmp_path / 'run'))
+  jax.tree.map(np.testing.assert_array_equal, raw['extra']['autoencoder'], ae_params)  # Frozen.
+  _, info = open_train_data(config)
+  task = build_task(config, info)
+  assert task.sample_shape == (4, 4, 2)
+  assert raw['params']['unet']['Conv_0']['kernel'].shape[2] == 4  # Latent + condition latent.
+  images = jax.random.uniform(jax.random.key(1), (8, 8, 8, 3))
+  out = task.generate({'params': raw['params']}, jax.random.key(2), images=images, num_steps=3)
+  assert out.shape == (8, 8, 8, 3) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_text_conditioning_from_an_embedding_table(tmp_path):
+  table = np.random.default_rng(0).normal(size=(4, 3, 6)).astype(np.float32)
+  np.save(tmp_path / 'text.npy', table)
+  config = tiny('steps=2', ['diffusion.conditioning=text',
+                            f'diffusion.text_embeddings={tmp_path / "text.npy"}'])
+  train.run(config, str(tmp_path / 'run'))
+  raw, _ = checkpoint_lib.load_pretrained(str(tmp_path / 'run'))
+  assert 'class_embedding' not in raw['params']
+  assert raw['params']['unet']['Dense_1']['kernel'].shape[0] == 6  # Context width D.
+  bad = tiny('steps=2', ['diffusion.conditioning=text'])
+  with pytest.raises(ConfigError, match='text_embeddings'):
+    train.run(bad, str(tmp_path / 'bad'))
+
+
+def test_conditioning_helpers():
+  labels = jnp.arange(20000) % 10
+  dropped = conditioning.drop_labels(jax.random.key(0), labels, 0.1, 10)
+  assert 0.09 < float(jnp.mean(dropped == 10)) < 0.11
+  assert bool(jnp.all((dropped == labels) | (dropped == 10)))
+  flat = jnp.full((2, 8, 8, 3), 0.3)
+  np.testing.assert_allclose(conditioning.low_res_condition(flat, 4), flat, atol=1e-6)
+  ramp = jnp.tile(jnp.linspace(0, 1, 8)[None, :, None, None], (1, 1, 8, 3))
+  low = conditioning.low_res_condition(ramp, 4)
+  assert low.shape == ramp.shape and 0 < float(jnp.abs(low - ramp).max()) < 0.3
+  embed = conditioning.ClassEmbedding(num_classes=10, context_dim=5, seq_len=2)
+  params = embed.init(jax.random.key(0), labels[:3])
+  assert embed.apply(params, labels[:3]).shape == (3, 2, 5)
+  assert params['params']['table']['embedding'].shape == (11, 10)  # Null class included.
+
+
+def test_real_unet_is_wired_in():
+  config = tiny('dtype=bfloat16,mult=1-2', ['model.name=small_unet'])
+  config.unlock()
+  config.model.kwargs.update(num_heads=2, num_groups=4)
+  _, info = open_train_data(config)
+  task = build_task(config, info)
+  assert task.model.unet.dtype == jnp.bfloat16 and task.model.unet.context_dim == 128
+  params, _ = jax.eval_shape(task.init_variables, jax.random.key(0))
+  assert params['unet']['conv_in']['kernel'].shape == (3, 3, 3, 8)
+  assert params['unet']['conv_in']['kernel'].dtype == jnp.float32  # bf16 compute only.
+  batch = {'image': jnp.zeros((4, 8, 8, 3)), 'label': jnp.arange(4)}
+  loss, _ = jax.eval_shape(task.loss, params, {}, None, batch, jax.random.key(0))
+  assert loss.shape == () and loss.dtype == jnp.float32
+
+
+def test_missing_section_and_bad_values_are_config_errors(tmp_path):
+  config = config_lib.load(str(REPO_ROOT / 'tests' / 'configs' / 'tiny.py'), ['task=diffusion'])
+  with pytest.raises(ConfigError, match='add_diffusion_config'):
+    train.run(config, str(tmp_path / 'a'))
+  with pytest.raises(ConfigError, match='prediction'):
+    train.run(tiny('prediction=x0'), str(tmp_path / 'b'))
+  with pytest.raises(ConfigError, match='not a denoiser'):
+    train.run(tiny('', ['model.name=resnet18']), str(tmp_path / 'c'))
