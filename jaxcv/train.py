@@ -213,10 +213,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   elif config.init_checkpoint:
     raw, from_step = checkpoint_lib.load_pretrained(config.init_checkpoint)
     params, model_state = task.from_pretrained(state.params, state.model_state, raw)
+    # Fresh buffers for every part (params, model state, EMA): the step donates the state, and a
+    # buffer shared by two parts (e.g. a teacher copied from the weights) cannot be donated twice.
+    params = jax.device_put(params, shardings.params, may_alias=False)
     state = state.replace(
-        params=jax.device_put(params, shardings.params),
-        model_state=jax.device_put(model_state, shardings.model_state),
-        ema_params=(jax.device_put(params, shardings.params) if config.ema_decay else None))
+        params=params,
+        model_state=jax.device_put(model_state, shardings.model_state, may_alias=False),
+        ema_params=(jax.device_put(params, shardings.params, may_alias=False)
+                    if config.ema_decay else None))
     log.info('initialised from %s (step %d)', config.init_checkpoint, from_step)
   start_step = int(state.step)
 

@@ -24,7 +24,7 @@ export PYTHONUNBUFFERED=1
 # The vAFT and AFD evaluations compile the same programs: the second reuses the first's.
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxcv_afd_compile_cache}
 START=$(date +%s)
-SLOW=1
+SLOW=${AFD_SLOW:-1}  # Stage caps x SLOW (run_all.sh: 2, the GPU is shared then).
 if [ "$SMOKE" != 0 ]; then
   SLOW=30
   BUDGET=${AFD_BUDGET_S:-6000}
@@ -83,7 +83,10 @@ collect vaft
 stage afd 34 15 "${MAIN[@]}" --config "configs/afd/afd.py:$FINETUNE,init=$RUNS/natural" \
   --workdir "$RUNS/afd"
 collect afd
-stage benchmark 22 12 env BENCH_OUT="$DIR" $PY -m benchmarks.pgd_training
+# run_all.sh times the benchmark alone (scripts/gpu/afd_benchmark.sh) and sets AFD_SKIP_BENCHMARK.
+if [ "${AFD_SKIP_BENCHMARK:-0}" = 0 ]; then
+  stage benchmark 22 12 env BENCH_OUT="$DIR" $PY -m benchmarks.pgd_training
+fi
 for model in afd vaft; do
   stage "eval_$model" 20 8 "${MAIN[@]}" --config "configs/afd/evaluate.py:$EVAL,init=$RUNS/$model" \
     --workdir "$RUNS/eval_$model"

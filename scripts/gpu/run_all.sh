@@ -41,6 +41,7 @@ declare -A BUDGET=([perf]=${BUDGET_perf:-95} [ldm_throughput]=${BUDGET_ldm_throu
 export BUDGET_PERF_INNER=$(( BUDGET[perf] - 5 ))
 export AFD_BUDGET_S=$(( BUDGET[afd] - 5 )) COIN_BUDGET=$(( BUDGET[coin] - 5 ))
 export BUDGET_S=$(( BUDGET[ldm_sweep] - 20 ))  # ldm_sweep.sh caps itself at BUDGET_S + 15.
+export BUDGET_ldm_throughput=${BUDGET[ldm_throughput]} STEPS=${STEPS:-400}  # STEPS: ldm_sweep's per width.
 
 run_part() {  # name: runs scripts/gpu/<name>.sh under its cap, logging to $OUT/<name>.log
   local part=$1 start; start=$(date +%s)
@@ -56,7 +57,7 @@ for part in $EXCLUSIVE; do
 done
 pids=()
 for part in $SHARED; do
-  XLA_PYTHON_CLIENT_MEM_FRACTION=0.28 AFD_SKIP_BENCHMARK=1 run_part "$part" &
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.28 AFD_SKIP_BENCHMARK=1 AFD_SLOW=2 run_part "$part" &
   pids+=($!)
 done
 [ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
