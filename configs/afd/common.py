@@ -1,4 +1,4 @@
-"""Shared settings of the AFD experiments (spec: ../shared/papers/03-afd-adversarial-finetuning.md).
+"""Shared settings of the AFD experiments (method and deviations: docs/afd.md).
 
 Not a config itself: the config files here load it by path (config files are not a package).
 """

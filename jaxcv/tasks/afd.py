@@ -1,7 +1,7 @@
 """AFD: adversarial fine-tuning with feature disentanglement (Zhou et al., AAAI 2025,
 arXiv 2401.14707; official code changzhang777/AFD), and vAFT, its plain baseline.
 
-Spec: ../shared/papers/03-afd-adversarial-finetuning.md (method from the official `tl+sl.py`).
+Method and deviations: docs/afd.md (the method follows the official `tl+sl.py`).
 On the pooled penultimate features f of the backbone, two bias-free linear maps initialised to
 the identity: f1 = f D1 (intrinsic), f2 = stopgrad(f) D2 (confused); both go through the
 classifier's head W. Per batch, x_adv = PGD on the eval-mode logits of the D1 path, then
