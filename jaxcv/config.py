@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.end_factor = 0.0  # cosine/linear decay to lr * end_factor.
   c.schedule.step_boundaries = ()  # step: fractions of training where lr drops by step_factor.
   c.schedule.step_factor = 0.1
+  c.schedule.step_factors = ()  # step: one factor per boundary instead (overrides step_factor).
 
   c.label_smoothing = 0.0
   c.ema_decay = 0.0  # 0 disables the EMA of parameters.

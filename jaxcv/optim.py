@@ -37,7 +37,14 @@ def build_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax
   elif s.name == 'linear':
     main = optax.linear_schedule(s.lr, s.lr * s.end_factor, decay_steps)
   elif s.name == 'step':
-    boundaries = {int(f * total_steps) - s.warmup_steps: s.step_factor for f in s.step_boundaries}
+    factors = tuple(s.step_factors) or (s.step_factor,) * len(s.step_boundaries)
+    if len(factors) != len(s.step_boundaries):
+      raise ConfigError(f'schedule.step_factors has {len(factors)} factors for '
+                        f'{len(s.step_boundaries)} step_boundaries')
+    boundaries = {}
+    for fraction, factor in zip(s.step_boundaries, factors):
+      step = int(fraction * total_steps) - s.warmup_steps
+      boundaries[step] = boundaries.get(step, 1.0) * factor  # Short runs may merge boundaries.
     main = optax.piecewise_constant_schedule(s.lr, boundaries)
   elif s.name == 'onecycle':
     return optax.cosine_onecycle_schedule(total_steps, s.lr)

@@ -8,6 +8,7 @@ import pytest
 
 from jaxcv import config as config_lib
 from jaxcv import optim
+from jaxcv.errors import ConfigError
 from jaxcv.tasks.classification import cross_entropy
 
 
@@ -85,4 +86,16 @@ def test_unknown_optimizer_and_schedule_are_config_errors():
     optim.build_optimizer(config, optax.constant_schedule(1.0))
   config.schedule.name = 'cosin'
   with pytest.raises(Exception, match='unknown schedule'):
+    optim.build_schedule(config, 10)
+
+
+def test_step_schedule_with_one_factor_per_boundary():
+  config = config_lib.base_config()
+  config.schedule.update(name='step', lr=1.0, step_boundaries=(0.5, 0.6, 0.6),
+                         step_factors=(0.8, 0.5, 0.5))
+  schedule = optim.build_schedule(config, 10)
+  # Boundaries that land on the same step multiply.
+  assert [float(schedule(s)) for s in (4, 5, 6, 9)] == pytest.approx([1.0, 0.8, 0.2, 0.2])
+  config.schedule.step_factors = (0.8,)
+  with pytest.raises(ConfigError, match='step_factors has 1 factors for 3'):
     optim.build_schedule(config, 10)

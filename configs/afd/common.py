@@ -90,8 +90,9 @@ def finetune(arg, task: str, **defaults):
   config.optimizer.weight_decay = 5e-4
   config.schedule.name = 'step'
   config.schedule.lr = arg.lr * arg.batch / 128
-  config.schedule.step_boundaries = (0.6, 0.7, 0.8, 0.9)
-  config.schedule.step_factor = 0.5
+  # The official schedule over 20 epochs: x0.8 at epoch 11, then halved at 13, 15, 17 and 19.
+  config.schedule.step_boundaries = (0.5, 0.6, 0.7, 0.8, 0.9)
+  config.schedule.step_factors = (0.8, 0.5, 0.5, 0.5, 0.5)
   config.ema_decay = 0.999
   config.eval_with_ema = True
   add_adversarial_config(config, eps=8 / 255, step_size=0.007, steps=arg.pgd_steps,

@@ -4,21 +4,21 @@
 #                        plus a jax.profiler trace of the jaxcv step (-> profile_summary)
 #   fast_cifar10         configs/fast_cifar10/airbench94.py vs the airbench94 package, 2 runs each
 #   eval_throughput      ResNet-18 over 10k test images, torch vs the jaxcv evaluator
-# The three drivers run concurrently: every variant compiles in its own process (CPU-bound) and
-# the timed sections take turns on the GPU through a lock file, so no two timings overlap.
+# The drivers and their workers run one at a time: on 2026-11-26 (H200) running them concurrently
+# left every JAX worker compiling and autotuning past its time cap, with nothing measured.
 # Writes $OUT/perf/{*.json,*.log,RESULTS.md,trace/}; RESULTS.md is rendered from the JSON.
 #
 # Needs the airbench package importable: run_all.sh installs .device_extra/wheels/*.whl (the
 # airbench wheel is staged there and in .device/extra); this script also falls back to those.
-#   OUT=/some/dir bash scripts/gpu/perf.sh            # ~90 s on one H200, compilation included
+#   OUT=/some/dir bash scripts/gpu/perf.sh            # ~5 min on one H200 with every variant
 #   SMOKE=1 OUT=/tmp/out_perf bash scripts/gpu/perf.sh  # tiny shapes on a CPU (slow: minutes)
 #   PARTS="fast_cifar10" OUT=... bash scripts/gpu/perf.sh   # a subset
 set -uo pipefail
 PY=${PYTHON:-python3}
 DIR=${OUT:-runs/gpu}/perf
 mkdir -p "$DIR"
-BUDGET=${BUDGET_PERF_INNER:-88}
-T_TRAIN=75 T_FAST=80 T_EVAL=70 PAR=4  # Per-worker caps (s) and throughput workers at once.
+BUDGET=${BUDGET_PERF_INNER:-330}
+T_TRAIN=60 T_FAST=70 T_EVAL=60 PAR=1  # Per-worker caps (s); one worker on the GPU at a time.
 if [ "${SMOKE:-0}" = 1 ]; then  # A CPU is 10-100x slower at compiling and running.
   BUDGET=${BUDGET_PERF_INNER:-1800} T_TRAIN=1700 T_FAST=1700 T_EVAL=1700 PAR=2
 fi
@@ -47,17 +47,14 @@ run_part() {  # name, args...
     > "$DIR/$name.log" 2>&1
   echo "perf: $name rc=$? after $(( $(date +%s) - start )) s"
 }
-pids=()
 for part in $PARTS; do
   case $part in
-    resnet18_throughput) run_part resnet18_throughput --profile --parallel $PAR --timeout $T_TRAIN & ;;
-    fast_cifar10) run_part fast_cifar10 --runs 2 --timeout $T_FAST & ;;
-    eval_throughput) run_part eval_throughput --timeout $T_EVAL & ;;
-    *) echo "perf: unknown part $part"; continue ;;
+    resnet18_throughput) run_part resnet18_throughput --profile --parallel $PAR --timeout $T_TRAIN ;;
+    fast_cifar10) run_part fast_cifar10 --runs 2 --timeout $T_FAST ;;
+    eval_throughput) run_part eval_throughput --timeout $T_EVAL ;;
+    *) echo "perf: unknown part $part" ;;
   esac
-  pids+=($!)
 done
-wait "${pids[@]}"
 
 if [ -d "$DIR/trace" ]; then
   "$PY" -m benchmarks.profile_summary "$DIR/trace" --out "$DIR" --steps 10 \

@@ -3,8 +3,10 @@
 # failure or overrun never loses the others. Stage first (from the repo root, on the dev machine):
 #   ../shared/device/stage.sh cifar10-jpeg.tar.gz      # -> .device/ (ml_collections, grain wheels + data)
 # extra wheels (airbench, diffusers) go in .device_extra/wheels. Then on the GPU machine:
-#   OUT=/some/dir bash scripts/gpu/run_all.sh
-#   EXCLUSIVE=perf SHARED= OUT=... bash scripts/gpu/run_all.sh     # a subset
+#   OUT=/some/dir bash scripts/gpu/run_all.sh        # ~11 min: timings (alone), then experiments
+#   SHARED= OUT=... bash scripts/gpu/run_all.sh       # only the timings (~7 min)
+#   EXCLUSIVE= OUT=... bash scripts/gpu/run_all.sh    # only the experiments (~4 min, GPU shared)
+#   EXCLUSIVE= SHARED=coin OUT=... bash scripts/gpu/run_all.sh     # one part
 # Budgets (seconds) can be overridden, e.g. BUDGET_coin=200.
 set -uo pipefail
 export OUT=${OUT:-runs/gpu}
@@ -32,9 +34,10 @@ export JAXCV_CACHE_DIR=${JAXCV_CACHE_DIR:-/tmp/jaxcv_cache} PYTHONUNBUFFERED=1
 
 # Timed benchmarks run alone, one after another; then the training experiments (whose numbers are
 # accuracies and FIDs, not speeds) share the GPU concurrently, each with a slice of its memory.
-EXCLUSIVE=${EXCLUSIVE-"perf ldm_throughput afd_benchmark"}
+EXCLUSIVE=${EXCLUSIVE-"timings"}
 SHARED=${SHARED-"afd coin ldm_sweep"}
-declare -A BUDGET=([perf]=${BUDGET_perf:-95} [ldm_throughput]=${BUDGET_ldm_throughput:-90}
+declare -A BUDGET=([timings]=${BUDGET_timings:-400} [perf]=${BUDGET_perf:-340}
+                   [ldm_throughput]=${BUDGET_ldm_throughput:-90}
                    [afd_benchmark]=${BUDGET_afd_benchmark:-30} [afd]=${BUDGET_afd:-220}
                    [coin]=${BUDGET_coin:-220} [ldm_sweep]=${BUDGET_ldm_sweep:-200})
 # Each part's own (inner) budget, a little under the hard cap run_all enforces.
@@ -64,4 +67,6 @@ done
 for part in $SHARED; do
   echo "--- $part"; tail -n 15 "$OUT/$part.log"
 done
-echo "run_all: done $(date -u +%H:%M:%S)"
+# One archive of everything: the device tool returns only a few files per call.
+tar czf /tmp/run_all.tgz -C "$(dirname "$OUT")" "$(basename "$OUT")" && mv /tmp/run_all.tgz "$OUT/"
+echo "run_all: done $(date -u +%H:%M:%S); archive $OUT/run_all.tgz"
