@@ -208,11 +208,12 @@ def torch_available() -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# Parallel compilation, serial timing.
+# Worker processes and the GPU lock.
 #
-# Compilation (torch.compile, XLA) is CPU-bound and takes most of a benchmark's wall time, so
-# the scripts build and warm up each measurement in its own process concurrently, and take a
-# file lock around the timed section only: no two timed sections ever share the GPU.
+# Each measurement runs in its own process. By default the drivers run one worker at a time
+# (`parallel=1`): on one H200 (2026-11-26), workers compiling and autotuning concurrently both
+# disturbed the other timings and outlasted their time caps. With `parallel` > 1, a file lock
+# still keeps any two timed sections off the GPU at the same time.
 
 class gpu_lock:
   """Context manager: an exclusive lock on `$BENCH_LOCK` (default /tmp/jaxcv_bench.lock)."""

@@ -5,8 +5,9 @@
   jaxcv                        `jaxcv.evaluators` 'classification' exactly as the loop builds it
                                (batch 1000: top-1, top-5, loss, masked padding).
   jaxcv_b2000                  batch 2000.
-  jaxcv_tta_flip_translate     with airbench's 4-view TTA (4 forward passes per image): img/s
-                               counts test images, so it is ~4x lower by construction.
+  jaxcv_tta_flip_translate     with airbench's flip + translate TTA (6 forward passes per image:
+                               the image, two 1-px shifts, and their mirrors): img/s counts test
+                               images, so it is ~6x lower by construction.
 
 Images per second = test images / seconds per full pass (best of `--passes` passes, warm).
 
@@ -112,6 +113,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', default=common.out_dir())
   parser.add_argument('--passes', type=int, default=10)
+  parser.add_argument('--parallel', type=int, default=1,
+                      help='workers at once (>1 lets compilation disturb the other timings)')
   parser.add_argument('--timeout', type=float, default=120)
   parser.add_argument('--variants', default='torch_eager,torch_compile,jaxcv')
   parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -127,7 +130,7 @@ def main(argv=None):
     names = [n for n in names if not n.startswith('torch')]
   names.sort(key=lambda n: n != 'torch_compile')
   rows = common.run_workers('benchmarks.eval_throughput', [{'name': n} for n in names],
-                            parallel=3, timeout=args.timeout,
+                            parallel=args.parallel, timeout=args.timeout,
                             extra_args=['--passes', str(args.passes)])
   for r in rows:
     if 'seconds_per_call' in r:

@@ -1,8 +1,8 @@
 """Time to accuracy on CIFAR-10: configs/fast_cifar10/airbench94.py vs PyTorch airbench94.
 
 Both train on the same data (jaxcv's CIFAR-10 loader output, handed to airbench as its
-`cifar10/{train,test}.pt` tensors) on the same GPU, in two processes that compile/warm up
-concurrently and take turns for the timed runs (`common.gpu_lock`).
+`cifar10/{train,test}.pt` tensors) on the same GPU, in two processes run one after the other
+(`--parallel 1`, the default; see `benchmarks/common.py`).
 
   airbench94  the `airbench` package (Keller Jordan), `train94` after `warmup94`; accuracy and
               seconds are the ones it prints itself: its clock covers whitening, training and
@@ -149,6 +149,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', default=common.out_dir())
   parser.add_argument('--runs', type=int, default=2)
+  parser.add_argument('--parallel', type=int, default=1,
+                      help='workers at once (>1 lets compilation disturb the other timings)')
   parser.add_argument('--timeout', type=float, default=150)
   parser.add_argument('--ablations', action='store_true',
                       help='also run the recipe with single tricks removed (jaxcv only)')
@@ -172,7 +174,7 @@ def main(argv=None):
   if args.ablations:
     names += list(ABLATIONS)
   rows = common.run_workers('benchmarks.fast_cifar10', [{'name': n} for n in names],
-                            parallel=2, timeout=args.timeout,
+                            parallel=args.parallel, timeout=args.timeout,
                             extra_args=['--runs', str(args.runs)])
   summary = summarise(rows)
   common.print_table(summary, ['ratio', 'name', 'accuracy', 'seconds', 'accuracy_min',

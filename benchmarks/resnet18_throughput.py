@@ -16,8 +16,8 @@ the name says otherwise), SGD-Nesterov with weight decay, on data already on the
   jaxcv_b1024                  batch 1024.
   jaxcv_xla_*                  the jaxcv step under extra XLA_FLAGS (separate processes).
 
-Each variant runs in its own process; they compile concurrently and take turns on the GPU for
-the timed part (`common.gpu_lock`). Throughput = images per second over `--steps` steps after
+Each variant runs in its own process, one at a time by default (`--parallel`, see
+`benchmarks/common.py`). Throughput = images per second over `--steps` steps after
 `--warmup` calls. MFU uses 3.3 GFLOP per training image (forward + backward) and the peak bf16
 matmul rate measured in the flax_plain process (`peak_tflops`).
 
@@ -273,7 +273,7 @@ def main(argv=None):
   parser.add_argument('--batch', type=int, default=512)
   parser.add_argument('--steps', type=int, default=48, help='timed steps per window (x3)')
   parser.add_argument('--warmup', type=int, default=3)
-  parser.add_argument('--parallel', type=int, default=4)
+  parser.add_argument('--parallel', type=int, default=1)
   parser.add_argument('--timeout', type=float, default=150)
   # In start order: the slowest compile first, then the headline rows, then the variants.
   parser.add_argument('--variants', default='torch_compile,jaxcv,flax_plain,torch_eager,'

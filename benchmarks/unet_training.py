@@ -28,6 +28,7 @@ seconds is left, and bounded by what is left. Results (table + JSON) are written
 group, so a later overrun loses nothing measured.
 
   python -m benchmarks.unet_training --out $OUT/ldm_throughput --budget 85
+  JAX_CACHE_DIR=runs/jax_cache python -m benchmarks.unet_training ...  # rerun: no recompiling
   SMOKE=1 python -m benchmarks.unet_training --out /tmp/unet_smoke      # seconds, on a CPU
 """
 
@@ -174,12 +175,17 @@ def measure_jax(width: int, batch: int, shapes: dict, remat: bool) -> dict:
   from jaxcv.diffusion import schedules  # pylint: disable=import-outside-toplevel
   from jaxcv.models import unet as unet_lib  # pylint: disable=import-outside-toplevel
 
+  cache = os.environ.get('JAX_CACHE_DIR')
+  if cache:  # A persistent compilation cache: a rerun skips XLA compilation (and autotuning).
+    jax.config.update('jax_compilation_cache_dir', cache)
   size, context_len = shapes['latent'], shapes['context_len']
+  tag = f'jaxcv c{width} b{batch}'
   start = time.perf_counter()
   # FLOPs of the fp32 forward: XLA attention there, so attention is counted (a cuDNN custom
-  # call is not).
+  # call is not). Lowered on the host, so nothing is compiled for it.
   forward = cost_lib.unet_cost(unet_lib.sd_unet(width), (size, size, 4), context_len)
   cost_s = time.perf_counter() - start
+  print(f'[{tag}] forward cost {forward.flops / 1e9:.1f} GFLOPs in {cost_s:.1f}s', flush=True)
 
   model = unet_lib.sd_unet(width, dtype=jnp.bfloat16, remat=remat)
   tx = optax.adamw(1e-4, weight_decay=0.01)
@@ -209,11 +215,18 @@ def measure_jax(width: int, batch: int, shapes: dict, remat: bool) -> dict:
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss
 
-  state = jax.jit(init)(init_rng)
+  start = time.perf_counter()
+  state = jax.block_until_ready(jax.jit(init)(init_rng))
+  init_s = time.perf_counter() - start
+  print(f'[{tag}] parameters initialised (compile + run) in {init_s:.1f}s', flush=True)
   step_rng = jax.random.key(1)
   start = time.perf_counter()
-  compiled = jax.jit(train_step, donate_argnums=(0,)).lower(state, step_rng).compile()
-  compile_s = time.perf_counter() - start
+  lowered = jax.jit(train_step, donate_argnums=(0,)).lower(state, step_rng)
+  lower_s = time.perf_counter() - start
+  print(f'[{tag}] train step traced and lowered in {lower_s:.1f}s', flush=True)
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - start - lower_s
+  print(f'[{tag}] train step compiled in {compile_s:.1f}s', flush=True)
   step_flops = None
   try:
     analysis = compiled.cost_analysis()
@@ -234,7 +247,8 @@ def measure_jax(width: int, batch: int, shapes: dict, remat: bool) -> dict:
                             sync_fn=jax.block_until_ready)
   row = dict(framework='jax', implementation='jaxcv sd_unet', params=forward.params,
              fwd_gflops=forward.flops / 1e9, xla_step_gflops=(step_flops or 0) / 1e9 or None,
-             compile_s=compile_s, cost_s=cost_s, lock_wait_s=lock.waited, **timing)
+             compile_s=compile_s, lower_s=lower_s, init_s=init_s, cost_s=cost_s,
+             lock_wait_s=lock.waited, **timing)
   stats = jax.devices()[0].memory_stats() or {}
   if 'peak_bytes_in_use' in stats:
     row['peak_mem_gb'] = stats['peak_bytes_in_use'] / 1e9
@@ -287,7 +301,7 @@ def finish_rows(rows: list[dict], peak_tflops: float) -> list[dict]:
 
 
 COLUMNS = ['ratio', 'name', 'samples_per_s', 'step_ms', 'mfu', 'params_m', 'fwd_gflops',
-           'peak_mem_gb', 'compile_s', 'build_s', 'lock_wait_s', 'error']
+           'peak_mem_gb', 'lower_s', 'compile_s', 'init_s', 'build_s', 'lock_wait_s', 'error']
 
 
 def report(rows: list[dict], args, started: float) -> None:

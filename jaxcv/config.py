@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict()  # name -> ConfigDict(type=..., ...); see jaxcv/evaluators.
   c.eval_every_steps = 0  # 0: evaluate at the end only.
   c.log_every_steps = 50
+  # Train steps per jitted call (a lax.scan; device loader only). Calls never cross a log, eval
+  # or checkpoint boundary, so results are those of one step per call.
+  c.steps_per_call = 1
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   c.async_checkpointing = True
@@ -216,6 +219,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
        f"data.loader must be 'device' or 'streaming', got {config.data.loader!r}")
   need(config.log_every_steps > 0, 'log_every_steps must be positive')
   need(config.checkpoint_every_steps >= 0, 'checkpoint_every_steps must be >= 0')
+  need(config.eval_every_steps >= 0, 'eval_every_steps must be >= 0 (0: at the end only)')
   for axis in ('data', 'fsdp', 'tensor'):
     size = config.mesh[axis]
     need(size == -1 or size >= 1, f'mesh.{axis} must be -1 (fill) or >= 1, got {size}')

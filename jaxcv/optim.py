@@ -12,9 +12,8 @@ And to `config.schedule`, for name='triangle': start_factor, peak_fraction (end 
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
 import re
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +21,6 @@ import ml_collections
 import optax
 
 from jaxcv import parallel
-
 from jaxcv.errors import ConfigError
 
 

@@ -51,7 +51,10 @@ def steps_per_call(config) -> int:
   k = config.get('steps_per_call', 1) or 1
   if not isinstance(k, int) or k < 1:
     raise ConfigError(f'steps_per_call must be a positive int, got {k!r}')
-  return k if config.data.loader == 'device' else 1
+  if k > 1 and config.data.loader != 'device':
+    log.warning("steps_per_call=%d needs data.loader='device'; running 1 step per call", k)
+    return 1
+  return k
 
 
 def build_train_step(config, task, loader, tx: optax.GradientTransformation,

@@ -16,6 +16,7 @@ EXPECTED_OUTPUT = {'00_quickstart.ipynb': 'accuracy'}
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, tmp_path, monkeypatch):
   monkeypatch.setenv('JAXCV_NOTEBOOK_SMOKE', '1')
+  monkeypatch.setenv('JAXCV_NOTEBOOK_RUNS', str(tmp_path))  # Never resume an earlier test's runs.
   notebook = nbformat.read(path, as_version=4)
   client = NotebookClient(notebook, timeout=600, kernel_name='python3',
                           resources={'metadata': {'path': str(REPO_ROOT)}})

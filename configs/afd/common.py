@@ -70,10 +70,9 @@ def finetune(arg, task: str, **defaults):
 
   SGD momentum 0.9 (no Nesterov), weight decay 5e-4, lr 0.025 at batch 128 (scaled linearly
   with the batch), PGD-10 eps 8/255 step 0.007 with a random start and BatchNorm in eval mode,
-  EMA min(0.999, (n+1)/(n+10)), 20 epochs. LR: the code keeps 0.025 for epochs 1-10, x0.8 at 11,
-  then halves at 13, 15, 17, 19; jaxcv's 'step' schedule has one factor, so this keeps 0.025
-  until epoch 12 and halves at 13, 15, 17, 19 (epochs 11-20 run at 1.25x the code's lr),
-  compressed proportionally for other epoch counts.
+  EMA min(0.999, (n+1)/(n+10)), 20 epochs. LR as the code: 0.025 for epochs 1-10, x0.8 at 11,
+  then halved at 13, 15, 17, 19 (`schedule.step_factors`), compressed proportionally for other
+  epoch counts.
   """
   config, arg = base(arg, **{'epochs': 20.0, 'batch': 128, 'lr': 0.025, 'init': '',
                              'pgd_steps': 10, 'evals_per_epoch': 1, **defaults})

@@ -20,6 +20,8 @@ and cached (data.name 'cuda:cifar10' etc., jaxcv/unlearnable/datasets.py); the t
 
 from jaxcv import config as config_lib
 from jaxcv.errors import ConfigError
+from jaxcv.tasks import adversarial
+from jaxcv.unlearnable.coin import SEVERITY_ALPHA
 
 CROP_FLIP = 'crop(padding=4)|flip'
 
@@ -42,7 +44,7 @@ SETTINGS = {
     'huda_coin': ('huda', 'coin'),
 }
 
-ALPHA_SWEEP = (0.8, 1.2, 1.6, 2.0, 2.4, 2.8, 3.2)  # The official code's severities 1..7.
+ALPHA_SWEEP = SEVERITY_ALPHA  # The official code's severities 1..7.
 
 # The paper's table as rows (name, config argument, relative cost), in the order a time-limited
 # sweep runs them: the claim first (clean, CUDA, CUDA+COIN), then rows whose training program is
@@ -162,11 +164,6 @@ def get_config(arg=None):
 
 def _add_adversarial_training(config, arg) -> None:
   """PGD adversarial training (L-inf, eps 8/255) through the 'pgd_at' task."""
-  try:
-    from jaxcv.tasks import adversarial  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ConfigError(
-        f'setting cuda_pgd_at needs the pgd_at task (jaxcv.tasks.adversarial): {e}') from None
   config.task = 'pgd_at'
   adversarial.add_adversarial_config(config, eps=arg.pgd_eps, step_size=arg.pgd_step_size,
                                      steps=arg.pgd_steps)

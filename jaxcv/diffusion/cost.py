@@ -65,8 +65,23 @@ def count_params(tree) -> int:
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
+def on_host(tree):
+  """Abstract values (ShapeDtypeStructs or arrays) placed on the host CPU.
+
+  A computation lowered for these gets its cost analysis from the unoptimised HLO without
+  compiling; an accelerator behind the PJRT C API (CUDA) has no such analysis, and `xla_flops`
+  would compile the whole graph for it (tens of seconds for a large UNet on a GPU).
+  """
+  try:
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices('cpu')[0])
+  except RuntimeError:  # No CPU backend (JAX_PLATFORMS excludes it): the default placement.
+    return tree
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), tree)
+
+
 def xla_flops(lowered) -> float:
-  """FLOPs of a lowered computation from XLA's HLO cost analysis (compiles only as fallback)."""
+  """FLOPs of a lowered computation from XLA's HLO cost analysis (compiles only as fallback,
+  which a computation lowered on `on_host` values never needs)."""
   analysis = None
   try:
     analysis = lowered.cost_analysis()
@@ -83,10 +98,17 @@ def xla_flops(lowered) -> float:
 
 def unet_cost(model: unet_lib.UNet, image_shape: Sequence[int] = LATENT_SHAPE,
               context_len: int = CONTEXT_LEN) -> Cost:
-  """Parameters and per-example forward FLOPs (batch 1, model.dtype inputs) of a UNet."""
+  """Parameters and per-example forward FLOPs (batch 1, model.dtype inputs) of a UNet.
+
+  Lowered on the host CPU (no compilation on any backend) with XLA attention, so attention is
+  counted whatever accelerator is attached (a cuDNN custom call would count as nothing).
+  """
+  if model.attention_impl is None:
+    model = model.clone(attention_impl='xla')
   variables = abstract_variables(model, image_shape, context_len)
   x, t, context = abstract_inputs(model, image_shape, context_len, dtype=model.dtype)
-  lowered = jax.jit(lambda v, x, t, c: model.apply(v, x, t, c)).lower(variables, x, t, context)
+  lowered = jax.jit(lambda v, x, t, c: model.apply(v, x, t, c)).lower(
+      *on_host((variables, x, t, context)))
   return Cost(params=count_params(variables['params']), flops=xla_flops(lowered))
 
 

@@ -3,7 +3,7 @@ feed the classifier move under a PGD attack.
 
 Yields, averaged over examples: `l2` = ||f(x) - f(x_adv)||, `relative_l2` = that over ||f(x)||,
 and `cosine_distance` = 1 - cos(f(x), f(x_adv)). The paper's exact metric is not recovered
-(see the AFD spec), so all three are reported. Needs the task's 'features' predict function
+(docs/afd.md), so all three are reported. Needs the task's 'features' predict function
 ((variables, images) -> (logits, features)), else the model's pooled features; the attack
 targets 'logits' in eval mode.
 

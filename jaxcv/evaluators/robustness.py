@@ -3,7 +3,8 @@ example (AutoAttack-style: APGD-CE + APGD-T are jaxcv's proxy for AutoAttack's s
 which adds FAB-T and Square; see jaxcv/attacks/ensemble.py).
 
 Config keys (besides the classification evaluator's split, dataset, batch_size, max_examples,
-predict): eps, norm ('linf' | 'l2'), attacks = (('name', 'kind(key=value, ...)'), ...), seed.
+predict): eps, norm ('linf' | 'l2'), attacks = (('name', 'kind(key=value, ...)'), ...),
+worst_case_of (names of the attacks the worst case is taken over; default all), seed.
 Every attack sees every example; the attacks run on the task's eval-mode predict function
 (BatchNorm running statistics). Settings are logged, since robust accuracy means little without
 eps, steps, step size, restarts and BN mode.

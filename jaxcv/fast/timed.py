@@ -30,7 +30,8 @@ from jaxcv.evaluators import build_evaluators
 
 
 def _chunks(total_steps: int, k: int, period: int) -> list[int]:
-  """Steps per call, as `train.run` splits them: k at a time, never across a log boundary."""
+  """Steps per call: k at a time, never across a log boundary. `train.run` also stops at eval
+  and checkpoint boundaries; the timed run has neither, so it splits only at logs."""
   sizes, step = [], 0
   while step < total_steps:
     n = min(k, train._next_boundary(step, total_steps, period) - step)  # pylint: disable=protected-access

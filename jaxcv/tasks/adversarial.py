@@ -9,8 +9,6 @@ differentiated. Settings live in `config.adversarial` (`add_adversarial_config`)
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import ml_collections

@@ -62,6 +62,10 @@ def _shapes_by_path(tree) -> dict[str, tuple]:
 class Task:
   """Base class; subclasses implement `loss` and usually `predict_fns`."""
 
+  # True: the loop adds batch['example_id'] (index into the training split) and batch['step'];
+  # for augmentations that follow an example across epochs (device loader only).
+  wants_example_ids: bool = False
+
   def __init__(self, config: ml_collections.ConfigDict, info: DataInfo):
     self.config = config
     self.info = info

@@ -20,6 +20,12 @@
 #   SMOKE=1 PYTHON=/tmp/venv/bin/python OUT=/tmp/out_ldm_sweep bash scripts/gpu/ldm_sweep.sh  # CPU
 # Writes $OUT/ldm_sweep/: log.txt, classifier.json, sweep.json/.md, results.json/.md, *.png.
 # Checkpoints go to $WORK (default: a temporary folder), not to $OUT.
+#
+# Compilation: every width compiles its parameter init, train step and samplers (XLA GPU
+# compile time of a large graph; nothing in the UNet is unrolled or traced twice). Compiled
+# executables go to a persistent cache, $JAX_CACHE_DIR (default runs/jax_cache, ignored by git),
+# so a rerun on the same machine, or with that folder carried over, skips compilation. Every
+# trace, lowering and XLA compile of a second or more is logged with its duration.
 set -uo pipefail
 NAME=ldm_sweep
 OUT_DIR="${OUT:-runs/gpu}/$NAME"
@@ -41,8 +47,15 @@ else
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0"
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# jax reads its options from JAX_* variables: a persistent compilation cache for every compile
+# that takes over a second (the UNets' init, train steps and samplers).
+export JAX_COMPILATION_CACHE_DIR="${JAX_CACHE_DIR:-$PWD/runs/jax_cache}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-1}"
+mkdir -p "$JAX_COMPILATION_CACHE_DIR"
 echo "ldm_sweep: widths=$WIDTHS steps=$STEPS batch=$BATCH samples=$SAMPLES samplers=$SAMPLERS" \
-     "guidance=$GUIDANCE budget=${BUDGET_S}s smoke=$SMOKE work=$WORK" | tee "$OUT_DIR/log.txt"
+     "guidance=$GUIDANCE budget=${BUDGET_S}s smoke=$SMOKE work=$WORK" \
+     "compile cache=$JAX_COMPILATION_CACHE_DIR ($(ls "$JAX_COMPILATION_CACHE_DIR" | wc -l) entries)" \
+     | tee "$OUT_DIR/log.txt"
 
 PYTHON="${PYTHON:-python3}"
 CAP=$(( BUDGET_S + 15 ))
@@ -59,6 +72,16 @@ from jaxcv.diffusion import sampling_sweep, sweep
 env = os.environ
 smoke, budget, out, work = env['SMOKE'] == '1', float(env['BUDGET_S']), env['OUT_DIR'], env['WORK']
 elapsed = lambda: time.perf_counter() - T0
+
+
+def log_slow_compiles(event, duration, **kwargs):
+  """Where the time goes: every trace / lowering / XLA compile of a second or more."""
+  if duration >= 1.0 and event.startswith('/jax/core/compile/'):
+    phase = event.rsplit('/', 1)[-1].replace('_duration', '')
+    print(f'[{elapsed():.0f}s] {phase} {kwargs.get("fun_name", "?")}: {duration:.1f}s', flush=True)
+
+
+jax.monitoring.register_event_duration_secs_listener(log_slow_compiles)
 print(f'devices: {jax.devices()}', flush=True)
 
 # 1. The classifier whose features define the proxy FID/KID space.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's measurements, in one call: each part runs under its own wall-time cap, so one
+# All GPU measurements in one call: each part runs under its own wall-time cap, so one
 # failure or overrun never loses the others. Stage first (from the repo root, on the dev machine):
 #   ../shared/device/stage.sh cifar10-jpeg.tar.gz      # -> .device/ (ml_collections, grain wheels + data)
 # extra wheels (airbench, diffusers) go in .device_extra/wheels. Then on the GPU machine:
