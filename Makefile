@@ -21,7 +21,7 @@ run: install
 	$(BIN)/python -m jaxcv.main --config $(CONFIG) --workdir $(WORKDIR)
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs

@@ -20,9 +20,8 @@ multiply-add is 2 FLOPs; 789.4 GFLOPs at c=320, the paper's Table 1 number) and 
 approximates forward + backward. Both frameworks' rows use the same F (same network), and the
 peak is 790 TFLOP/s dense bf16 (`--peak_tflops`; the project's H100/H200 figure).
 
-Each row runs in its own process (`common.run_workers`); processes compile concurrently and take
-turns on the GPU for the timed part (`common.gpu_lock`). With under 120 GB of GPU memory they run
-one at a time (diffusers at c=320 alone takes ~56 GB). Groups: the c=320 pair (with jaxcv c=128
+Each row runs in its own process (`common.run_workers`), one at a time by default (`--parallel`;
+see `benchmarks/common.py`; diffusers at c=320 alone takes ~56 GB). Groups: the c=320 pair (with jaxcv c=128
 compiling beside it), then diffusers c=128, then the 5B row, each only when enough of `--budget`
 seconds is left, and bounded by what is left. Results (table + JSON) are written after each
 group, so a later overrun loses nothing measured.
@@ -324,8 +323,8 @@ def main(argv=None):
   parser.add_argument('--peak_tflops', type=float, default=PEAK_TFLOPS)
   parser.add_argument('--min_5b_s', type=float, default=100.0,
                       help='start the 5B phase only with this many seconds left')
-  parser.add_argument('--parallel', type=int, default=None,
-                      help='>1: compile concurrently (default with >=120 GB of GPU memory)')
+  parser.add_argument('--parallel', type=int, default=1,
+                      help='>1: compile concurrently (disturbs timings; needs >=120 GB)')
   parser.add_argument('--frameworks', default='torch,jax')
   parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--result', default=None, help=argparse.SUPPRESS)
@@ -336,7 +335,7 @@ def main(argv=None):
 
   started = time.perf_counter()
   memory = gpu_memory_gb()
-  concurrent = (args.parallel or (3 if memory and memory >= 120 else 1)) > 1
+  concurrent = (args.parallel or 1) > 1
   print(f'GPU memory: {memory} GB; concurrent processes: {concurrent}; budget '
         f'{args.budget:.0f} s', flush=True)
   frameworks = args.frameworks.split(',')

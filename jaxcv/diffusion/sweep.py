@@ -33,6 +33,10 @@ from jaxcv.errors import ConfigError, UserError
 log = logging.getLogger(__name__)
 
 
+def _fmt(value, spec: str) -> str:
+  """A table cell; '-' for values a resumed, already finished member does not report."""
+  return '-' if value is None else format(value, spec)
+
 def member_spec(spec: str, width: int) -> str:
   """`file.py:args` with width=W appended to the argument string."""
   path, _, arg = spec.partition(':')
@@ -74,7 +78,8 @@ def write_markdown(result: dict, path: str) -> None:
   for m in result['members']:
     lines.append(f'| {m["width"]} | {m["parameters"] / 1e6:.2f}M | {m["gflops"]:.3f} | '
                  f'{m["normalized_cost"]:.3f} | {m["steps"]} | {m["training_compute"]:.1f} | '
-                 f'{m["final_loss"]:.4f} | {m["examples_per_sec"]} | {m["seconds"]:.0f} |')
+                 f'{_fmt(m["final_loss"], ".4f")} | {_fmt(m["examples_per_sec"], "")} | '
+                 f'{m["seconds"]:.0f} |')
   lines += ['', f'Devices: {result["devices"]}.']
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')

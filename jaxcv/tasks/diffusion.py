@@ -276,7 +276,8 @@ class DiffusionTask(Task):
     return self.model.apply(variables, x, t, **(cond or {}), train=False)
 
   def predict_fns(self):
-    return {'denoise': self.denoise}
+    # 'sample' serves the 'generative' (FID/KID) evaluator.
+    return {'denoise': self.denoise, 'sample': self.generate}
 
   def sampler(self, max_steps: int = 50, mesh=None, spacing: str = 'trailing'
              ) -> samplers_lib.Sampler:
