@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.loader = 'device'
   # On-device augmentation pipeline, ops separated by '|' (see jaxcv/data/augment.py).
   c.data.augment = 'crop(padding=4)|flip'
+  c.data.mixing = ''  # Label mixing after augment, e.g. 'mixup(alpha=1.0)' or 'cutmix(alpha=1.0)'.
   c.data.train_examples = placeholder(int)  # Train on a seeded random subset of N examples.
   c.data.image_size = placeholder(int)  # Resize every split to this square size on loading.
 
@@ -58,15 +59,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 5e-4
   c.optimizer.decay_norm_and_bias = True  # PyTorch's SGD default decays every parameter.
   c.optimizer.grad_clip_norm = placeholder(float)
+  c.optimizer.param_groups = ()  # ((regex, lr_scale, wd_scale), ...): see jaxcv/optim.py.
+  c.optimizer.freeze_after = ()  # ((regex, step), ...): matching parameters stop changing.
 
   c.schedule = ml_collections.ConfigDict()
-  c.schedule.name = 'cosine'  # constant | cosine | linear | step | onecycle
+  c.schedule.name = 'cosine'  # constant | cosine | linear | step | onecycle | triangle
   c.schedule.lr = 0.1
   c.schedule.warmup_steps = 0
   c.schedule.end_factor = 0.0  # cosine/linear decay to lr * end_factor.
   c.schedule.step_boundaries = ()  # step: fractions of training where lr drops by step_factor.
   c.schedule.step_factor = 0.1
   c.schedule.step_factors = ()  # step: one factor per boundary instead (overrides step_factor).
+  c.schedule.start_factor = 0.0  # triangle: lr * start_factor -> lr at peak_fraction -> end_factor.
+  c.schedule.peak_fraction = 0.5
 
   c.label_smoothing = 0.0
   c.ema_decay = 0.0  # 0 disables the EMA of parameters.
