@@ -1,5 +1,7 @@
 """Training objectives of the single loop, by name (`config.task`)."""
 
+import importlib
+
 from jaxcv.errors import ConfigError
 from jaxcv.tasks.base import DataInfo, Task, TrainState
 from jaxcv.tasks.classification import ClassificationTask
@@ -18,7 +20,14 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
+# Tasks that live with their recipe's package and register themselves when it is imported.
+_TASK_MODULES = {'airbench': 'jaxcv.fast'}
+
+
 def build_task(config, info: DataInfo) -> Task:
+  if config.task not in TASKS and config.task in _TASK_MODULES:
+    importlib.import_module(_TASK_MODULES[config.task])
   if config.task not in TASKS:
-    raise ConfigError(f'unknown task {config.task!r}; known: {sorted(TASKS)}')
+    known = sorted(set(TASKS) | set(_TASK_MODULES))
+    raise ConfigError(f'unknown task {config.task!r}; known: {known}')
   return TASKS[config.task](config, info)
