@@ -76,13 +76,10 @@ class ClassificationEvaluator:
     }, replicated)
     predict = with_tta(task.predict_fns()[eval_config.get('predict', 'logits')],
                        eval_config.get('tta', 'none'))
-    batch_sharding = parallel.batch_sharding(mesh)
+    self._batch_sharding = parallel.batch_sharding(mesh)
 
     def batch_sums(variables, arrays, index):
-      batch = jax.tree.map(
-          lambda a: jax.lax.dynamic_slice_in_dim(a, index * self.batch_size, self.batch_size),
-          arrays)
-      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      batch = self.batch(arrays, index)
       logits = predict(variables, augment.to_float(batch['image'])).astype(jnp.float32)
       labels, mask = batch['label'], batch['mask']
       top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
@@ -93,10 +90,22 @@ class ClassificationEvaluator:
       }
     self._batch_sums = jax.jit(batch_sums)
 
-  def run(self, variables):
+  def batch(self, arrays, index):
+    """Batch `index` of the padded device arrays, sharded over the mesh (inside jit)."""
+    batch = jax.tree.map(
+        lambda a: jax.lax.dynamic_slice_in_dim(a, index * self.batch_size, self.batch_size),
+        arrays)
+    return jax.lax.with_sharding_constraint(batch, self._batch_sharding)
+
+  def mean_over_examples(self, batch_sums, variables) -> dict[str, float]:
+    """Per-example means of jitted `batch_sums(variables, arrays, index)` over every batch,
+    summed on the device and fetched once."""
     totals = None
     for index in range(self.num_batches):
-      sums = self._batch_sums(variables, self._arrays, index)
+      sums = batch_sums(variables, self._arrays, index)
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    for name, total in jax.device_get(totals).items():
-      yield name, float(total) / self.num_examples
+    return {name: float(total) / self.num_examples
+            for name, total in jax.device_get(totals).items()}
+
+  def run(self, variables):
+    yield from self.mean_over_examples(self._batch_sums, variables).items()

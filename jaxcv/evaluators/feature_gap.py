@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcv import attacks, parallel
+from jaxcv import attacks
 from jaxcv.data import augment
 from jaxcv.evaluators.base import register
 from jaxcv.evaluators.classification import ClassificationEvaluator
@@ -36,13 +36,9 @@ class FeatureGapEvaluator(ClassificationEvaluator):
     settings = dict(eps=eps, step_size=float(eval_config.get('step_size', 2 / 255)),
                     steps=int(eval_config.get('steps', 10)), norm=eval_config.get('norm', 'linf'))
     rng = jax.random.key(eval_config.get('seed', 0))
-    batch_sharding = parallel.batch_sharding(mesh)
 
     def batch_sums(variables, arrays, index):
-      batch = jax.tree.map(
-          lambda a: jax.lax.dynamic_slice_in_dim(a, index * self.batch_size, self.batch_size),
-          arrays)
-      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      batch = self.batch(arrays, index)
       images = augment.to_float(batch['image'])
       x_adv = attacks.pgd(lambda x: logits_fn(variables, x), images, batch['label'],
                           jax.random.fold_in(rng, index), **settings)
@@ -58,9 +54,4 @@ class FeatureGapEvaluator(ClassificationEvaluator):
     self._gap_sums = jax.jit(batch_sums)
 
   def run(self, variables):
-    totals = None
-    for index in range(self.num_batches):
-      sums = self._gap_sums(variables, self._arrays, index)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    for name, total in jax.device_get(totals).items():
-      yield name, float(total) / self.num_examples
+    yield from self.mean_over_examples(self._gap_sums, variables).items()

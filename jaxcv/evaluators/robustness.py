@@ -17,7 +17,7 @@ import logging
 import jax
 import jax.numpy as jnp
 
-from jaxcv import attacks, parallel
+from jaxcv import attacks
 from jaxcv.data import augment
 from jaxcv.errors import ConfigError
 from jaxcv.evaluators.base import register
@@ -55,16 +55,12 @@ class RobustnessEvaluator(ClassificationEvaluator):
     worst_case_of = tuple(worst_case_of) if worst_case_of else None
     rng = jax.random.key(eval_config.get('seed', 0))
     predict = task.predict_fns()[eval_config.get('predict', 'logits')]
-    batch_sharding = parallel.batch_sharding(mesh)
     log.info('robustness: %d examples, eps=%.5f (%s), BN eval mode, attacks: %s, worst case '
              'over %s', self.num_examples, self.eps, self.norm,
              {s.name: (s.kind, s.settings()) for s in self.specs}, worst_case_of or 'all')
 
     def batch_sums(variables, arrays, index):
-      batch = jax.tree.map(
-          lambda a: jax.lax.dynamic_slice_in_dim(a, index * self.batch_size, self.batch_size),
-          arrays)
-      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      batch = self.batch(arrays, index)
       predict_fn = lambda images: predict(variables, images).astype(jnp.float32)
       masks = attacks.robust_accuracy_masks(
           predict_fn, augment.to_float(batch['image']), batch['label'],
@@ -74,9 +70,5 @@ class RobustnessEvaluator(ClassificationEvaluator):
     self._robust_sums = jax.jit(batch_sums)
 
   def run(self, variables):
-    totals = None
-    for index in range(self.num_batches):
-      sums = self._robust_sums(variables, self._arrays, index)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    for name, total in jax.device_get(totals).items():
-      yield f'{name}_accuracy', float(total) / self.num_examples
+    for name, value in self.mean_over_examples(self._robust_sums, variables).items():
+      yield f'{name}_accuracy', value
