@@ -65,6 +65,17 @@ def add_feature_gap_eval(config, examples: int) -> None:
                                   step_size=2 / 255, steps=10)
 
 
+def shrink_for_local_run(config, eval_examples: int) -> None:
+  """`runlocal`: the loop's shrinking; the attacks' evaluation subsets stay as small as asked."""
+  config_lib.shrink_for_local_run(config)
+  for name in config.evals:
+    if config.evals[name].get('max_examples'):
+      config.evals[name].max_examples = min(config.evals[name].max_examples, eval_examples)
+      # A batch larger than the subset would be padded (and attacked) in full.
+      config.evals[name].batch_size = min(config.evals[name].batch_size,
+                                          config.evals[name].max_examples)
+
+
 def finetune(arg, task: str, **defaults):
   """The adversarial fine-tuning protocol shared by vAFT and AFD (official AFD defaults).
 
@@ -104,12 +115,6 @@ def finetune(arg, task: str, **defaults):
   config.log_every_steps = max(per_epoch // 4, 1)
   config.checkpoint_every_steps = config.eval_every_steps if arg.epochs <= 5 else 5 * per_epoch
   if arg.runlocal:
-    config_lib.shrink_for_local_run(config)
-    for name in config.evals:  # Keep the attacks' subsets as small as asked.
-      if config.evals[name].get('max_examples'):
-        config.evals[name].max_examples = min(config.evals[name].max_examples, arg.eval_examples)
-        # A batch larger than the subset would be padded (and attacked) in full.
-        config.evals[name].batch_size = min(config.evals[name].batch_size,
-                                            config.evals[name].max_examples)
+    shrink_for_local_run(config, arg.eval_examples)
     config.eval_every_steps = 5
   return config, arg

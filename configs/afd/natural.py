@@ -9,7 +9,6 @@ smoothing 0.1, bf16, batch 512), plus the feature-gap metric at the end (epoch 0
 import importlib.util
 import os
 
-from jaxcv import config as config_lib
 
 _spec = importlib.util.spec_from_file_location(
     '_afd_common', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py'))
@@ -36,11 +35,5 @@ def get_config(arg=None):
   config.log_every_steps = per_epoch
   config.checkpoint_every_steps = 10 * per_epoch
   if arg.runlocal:
-    config_lib.shrink_for_local_run(config)
-    for name in config.evals:  # Keep the attacks' subsets as small as asked.
-      if config.evals[name].get('max_examples'):
-        config.evals[name].max_examples = min(config.evals[name].max_examples, arg.eval_examples)
-        # A batch larger than the subset would be padded (and attacked) in full.
-        config.evals[name].batch_size = min(config.evals[name].batch_size,
-                                            config.evals[name].max_examples)
+    common.shrink_for_local_run(config, arg.eval_examples)
   return config
