@@ -117,8 +117,8 @@ class AdversarialTask(ClassificationTask):
     from jaxcv.tasks import afd  # A cycle otherwise: afd builds on this module.
     source, source_state = afd.pretrained_plain_variables(
         pretrained, use_ema=self.config.adversarial.init_from == 'ema')
-    return afd.host_copy(super().from_pretrained(
-        params, model_state, {'params': source, 'model_state': source_state}))
+    return super().from_pretrained(
+        params, model_state, {'params': source, 'model_state': source_state})
 
   def predict_fns(self):
     fns = super().predict_fns()

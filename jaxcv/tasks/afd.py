@@ -36,7 +36,6 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv.errors import ConfigError
@@ -125,13 +124,6 @@ def fold_disentangler(params: Mapping[str, Any]) -> dict:
   return model
 
 
-def host_copy(tree: Any) -> Any:
-  """Fresh host arrays. The loop puts the returned params on the device twice (weights and
-  EMA) and donates the state: device arrays, or one array used twice (model and teacher), would
-  come back as one buffer donated twice."""
-  return jax.tree.map(np.array, tree)
-
-
 def is_disentangled(params: Mapping[str, Any]) -> bool:
   return isinstance(params, Mapping) and 'disentangler' in params and 'model' in params
 
@@ -181,8 +173,7 @@ class AFDTask(AdversarialTask):
 
   def from_pretrained(self, params, model_state, pretrained):
     if is_disentangled(pretrained['params']):  # Another AFD run: take all of it.
-      return host_copy(super(AdversarialTask, self).from_pretrained(params, model_state,
-                                                                    pretrained))
+      return super(AdversarialTask, self).from_pretrained(params, model_state, pretrained)
     use_ema = self.config.adversarial.init_from == 'ema'
     plain, plain_state = pretrained_plain_variables(pretrained, use_ema)
     own_state, _ = self.split_state(model_state)
@@ -196,7 +187,7 @@ class AFDTask(AdversarialTask):
           params['model'], own_state, {'params': t_params, 'model_state': t_state})
       teacher = {'params': t_params, **t_state}
     new_params = {'model': plain, 'disentangler': params['disentangler']}
-    return host_copy(new_params), host_copy({**plain_state, TEACHER: teacher})
+    return new_params, {**plain_state, TEACHER: teacher}
 
   # --- forward pieces
   def _head_fn(self, model_params):
