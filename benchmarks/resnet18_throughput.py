@@ -122,7 +122,7 @@ def measure_flax_plain(name: str, batch: int, steps: int, warmup: int) -> dict:
   import jax.numpy as jnp
   import optax
   from jaxcv.models import build_model
-  from jaxcv.tasks.classification import cross_entropy
+  from jaxcv.losses import cross_entropy
 
   size = _sizes()['image']
   model = build_model('resnet18', 10, dtype='bfloat16', input_mean=(0.4914, 0.4822, 0.4465),

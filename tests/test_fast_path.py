@@ -14,7 +14,7 @@ from jaxcv import config as config_lib
 from jaxcv import optim, parallel, train
 from jaxcv.data import build_train_loader, open_train_data
 from jaxcv.errors import ConfigError
-from jaxcv.tasks.classification import cross_entropy
+from jaxcv.losses import cross_entropy
 
 from conftest import REPO_ROOT
 

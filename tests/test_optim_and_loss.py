@@ -9,7 +9,7 @@ import pytest
 from jaxcv import config as config_lib
 from jaxcv import optim
 from jaxcv.errors import ConfigError
-from jaxcv.tasks.classification import cross_entropy
+from jaxcv.losses import cross_entropy
 
 
 def test_cross_entropy_with_label_smoothing_matches_closed_form():

@@ -83,22 +83,6 @@ def _apgd_once(predict_fn, loss_fn, images, labels, true_labels, rng, eps, steps
   return common.select(s['fooled'], s['x_fooling'], s['x_best']), s['fooled'], s['loss_best']
 
 
-def _keep_better(best, new):
-  """Per example: the first result that fools the model, else the one with the higher loss."""
-  x, is_fooled, loss = best
-  new_x, new_fooled, new_loss = new
-  take = (new_fooled & ~is_fooled) | (~is_fooled & ~new_fooled & (new_loss > loss))
-  return common.select(take, new_x, x), is_fooled | new_fooled, jnp.where(take, new_loss, loss)
-
-
-def _best_of(run, count):
-  """Runs `run(i)` -> (x, fooled, loss) for i < count and keeps the better result per example."""
-  first = run(0)
-  if count == 1:
-    return first
-  return jax.lax.fori_loop(1, count, lambda i, best: _keep_better(best, run(i)), first)
-
-
 def apgd(predict_fn: common.PredictFn, images: jax.Array, labels: jax.Array, rng: jax.Array, *,
          eps: float, steps: int = 100, norm: str = 'linf',
          loss: Union[str, common.LossFn] = 'ce', restarts: int = 1,
@@ -115,7 +99,7 @@ def apgd(predict_fn: common.PredictFn, images: jax.Array, labels: jax.Array, rng
   images = jax.lax.stop_gradient(images.astype(jnp.float32))
   run = lambda i: _apgd_once(predict_fn, loss_fn, images, loss_labels, labels,
                              jax.random.fold_in(rng, i), eps, steps, norm)
-  return jax.lax.stop_gradient(_best_of(run, restarts)[0])
+  return jax.lax.stop_gradient(common.best_of(run, restarts)[0])
 
 
 def apgd_targeted(predict_fn: common.PredictFn, images: jax.Array, labels: jax.Array,
@@ -138,6 +122,6 @@ def apgd_targeted(predict_fn: common.PredictFn, images: jax.Array, labels: jax.A
     target_rng = jax.random.fold_in(rng, t)
     run = lambda i: _apgd_once(predict_fn, common.targeted_dlr, images, (labels, targets),
                                labels, jax.random.fold_in(target_rng, i), eps, steps, norm)
-    return _best_of(run, restarts)
+    return common.best_of(run, restarts)
 
-  return jax.lax.stop_gradient(_best_of(run_target, num_targets)[0])
+  return jax.lax.stop_gradient(common.best_of(run_target, num_targets)[0])

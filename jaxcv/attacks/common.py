@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcv.errors import ConfigError
+from jaxcv.losses import cross_entropy
 
 PredictFn = Callable[[jax.Array], jax.Array]
 LossFn = Callable[[jax.Array, Any], jax.Array]  # (logits, labels) -> per-example loss, maximised.
@@ -63,11 +64,6 @@ def random_start(rng: jax.Array, x: jax.Array, eps: float, norm: str) -> jax.Arr
 
 
 # ------------------------------------------------------------------ losses (all maximised)
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  logits = logits.astype(jnp.float32)
-  return jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, labels[:, None], -1)[:, 0]
-
 
 def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """max_{i != y} z_i - z_y: positive exactly when the example is misclassified (CW loss)."""
@@ -145,3 +141,21 @@ def model_predict_fn(model, variables: Any, *, bn_train_mode: bool = False) -> P
     logits, _ = model.apply(variables, images, train=True, mutable=mutable)
     return logits
   return predict
+
+
+# ------------------------------------------------------------------ restarts
+
+def keep_better(best, new):
+  """Per example: the first result that fools the model, else the one with the higher loss."""
+  x, is_fooled, loss = best
+  new_x, new_fooled, new_loss = new
+  take = (new_fooled & ~is_fooled) | (~is_fooled & ~new_fooled & (new_loss > loss))
+  return select(take, new_x, x), is_fooled | new_fooled, jnp.where(take, new_loss, loss)
+
+
+def best_of(run, count):
+  """Runs `run(i)` -> (x, fooled, loss) for i < count and keeps the better result per example."""
+  first = run(0)
+  if count == 1:
+    return first
+  return jax.lax.fori_loop(1, count, lambda i, best: keep_better(best, run(i)), first)

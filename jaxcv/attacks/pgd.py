@@ -72,20 +72,9 @@ def pgd(predict_fn: common.PredictFn, images: jax.Array, labels: Any, rng: jax.A
     return jax.lax.stop_gradient(attack(rng))
   success_labels = labels if success_labels is None else success_labels
 
-  def score(x):
-    logits = predict_fn(x)
-    return common.fooled(logits, success_labels), loss_fn(logits, labels)
-
-  def body(i, carry):
-    best, best_fooled, best_loss = carry
+  def run(i):
     x = attack(jax.random.fold_in(rng, i))
-    is_fooled, value = score(x)
-    better = (is_fooled & ~best_fooled) | ((is_fooled == best_fooled) & ~best_fooled &
-                                           (value > best_loss))
-    return (common.select(better, x, best), best_fooled | is_fooled,
-            jnp.where(better, value, best_loss))
+    logits = predict_fn(x)
+    return x, common.fooled(logits, success_labels), loss_fn(logits, labels)
 
-  first = attack(jax.random.fold_in(rng, 0))
-  carry = (first, *score(first))
-  best, _, _ = jax.lax.fori_loop(1, restarts, body, carry)
-  return jax.lax.stop_gradient(best)
+  return jax.lax.stop_gradient(common.best_of(run, restarts)[0])

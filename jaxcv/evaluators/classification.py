@@ -19,7 +19,7 @@ from jaxcv.data import augment
 from jaxcv.data.registry import load_dataset
 from jaxcv.errors import ConfigError
 from jaxcv.evaluators.base import register
-from jaxcv.tasks.classification import cross_entropy
+from jaxcv.losses import cross_entropy
 
 
 TTA_MODES = ('none', 'flip', 'flip_translate')

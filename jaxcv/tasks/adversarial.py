@@ -17,8 +17,8 @@ import optax
 from jaxcv import attacks
 from jaxcv.errors import ConfigError
 from jaxcv.tasks.base import TrainState
-from jaxcv.tasks.classification import (ClassificationTask, classification_metrics,
-                                        cross_entropy)
+from jaxcv.losses import cross_entropy
+from jaxcv.tasks.classification import ClassificationTask, classification_metrics
 
 
 def add_adversarial_config(config: ml_collections.ConfigDict, eps: float = 8 / 255,

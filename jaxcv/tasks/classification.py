@@ -9,24 +9,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxcv.data import augment as augment_lib
+from jaxcv.losses import cross_entropy, soft_cross_entropy  # noqa: F401 - re-exported
 from jaxcv.tasks.base import Task
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-  """Per-example softmax cross-entropy against integer labels, in float32."""
-  num_classes = logits.shape[-1]
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-
-
-def soft_cross_entropy(logits: jax.Array, targets: jax.Array,
-                       label_smoothing: float = 0.0) -> jax.Array:
-  """Per-example softmax cross-entropy against probability targets [N, K], in float32."""
-  targets = optax.smooth_labels(targets.astype(jnp.float32), label_smoothing)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
 def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
