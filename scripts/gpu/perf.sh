@@ -13,6 +13,7 @@
 #   OUT=/some/dir bash scripts/gpu/perf.sh            # ~5 min on one H200 with every variant
 #   SMOKE=1 OUT=/tmp/out_perf bash scripts/gpu/perf.sh  # tiny shapes on a CPU (slow: minutes)
 #   PARTS="fast_cifar10" OUT=... bash scripts/gpu/perf.sh   # a subset
+#   RESNET_VARIANTS=jaxcv,torch_eager,torch_compile FAST_RUNS=3 ...  # fewer rows, more runs
 set -uo pipefail
 PY=${PYTHON:-python3}
 DIR=${OUT:-runs/gpu}/perf
@@ -49,8 +50,9 @@ run_part() {  # name, args...
 }
 for part in $PARTS; do
   case $part in
-    resnet18_throughput) run_part resnet18_throughput --profile --parallel $PAR --timeout $T_TRAIN ;;
-    fast_cifar10) run_part fast_cifar10 --runs 2 --timeout $T_FAST ;;
+    resnet18_throughput) run_part resnet18_throughput --profile --parallel $PAR --timeout $T_TRAIN \
+                           ${RESNET_VARIANTS:+--variants "$RESNET_VARIANTS"} ;;
+    fast_cifar10) run_part fast_cifar10 --runs "${FAST_RUNS:-2}" --timeout $T_FAST ;;
     eval_throughput) run_part eval_throughput --timeout $T_EVAL ;;
     *) echo "perf: unknown part $part" ;;
   esac

@@ -2,13 +2,29 @@
 # All GPU measurements in one call: each part runs under its own wall-time cap, so one
 # failure or overrun never loses the others. Stage first (from the repo root, on the dev machine):
 #   ../shared/device/stage.sh cifar10-jpeg.tar.gz      # -> .device/ (ml_collections, grain wheels + data)
-# extra wheels (airbench, diffusers) go in .device_extra/wheels. Then on the GPU machine:
+#   bash scripts/gpu/stage_extra.sh                   # -> .device_extra/ (airbench, diffusers wheels)
+# and carry [".device", ".device_extra"]. Then on the GPU machine:
 #   OUT=/some/dir bash scripts/gpu/run_all.sh        # ~11 min: timings (alone), then experiments
 #   SHARED= OUT=... bash scripts/gpu/run_all.sh       # only the timings (~7 min)
 #   EXCLUSIVE= OUT=... bash scripts/gpu/run_all.sh    # only the experiments (~4 min, GPU shared)
 #   EXCLUSIVE= SHARED=coin OUT=... bash scripts/gpu/run_all.sh     # one part
 # Budgets (seconds) can be overridden, e.g. BUDGET_coin=200.
+# What is still unmeasured (issues "performance" and "LDM scaling") fits three presets, each one
+# device call of under 10 minutes, each part alone on the GPU:
+#   PRESET=unet OUT=... bash scripts/gpu/run_all.sh    # jaxcv vs diffusers UNet c=320 (+ c=128, 5B)
+#   PRESET=perf OUT=... bash scripts/gpu/run_all.sh    # fast recipe x3, ResNet-18 rows + profile
+#   PRESET=sweep OUT=... bash scripts/gpu/run_all.sh   # the CIFAR LDM width + sampling sweep
 set -uo pipefail
+case ${PRESET:-} in
+  unet) EXCLUSIVE=ldm_throughput SHARED= BUDGET_ldm_throughput=${BUDGET_ldm_throughput:-420} ;;
+  perf) EXCLUSIVE=perf SHARED= BUDGET_perf=${BUDGET_perf:-400} FAST_RUNS=${FAST_RUNS:-3}
+        RESNET_VARIANTS=${RESNET_VARIANTS:-jaxcv,torch_eager,torch_compile,flax_plain,jaxcv_b1024,jaxcv_scan8}
+        export FAST_RUNS RESNET_VARIANTS ;;
+  sweep) EXCLUSIVE=ldm_sweep SHARED= BUDGET_ldm_sweep=${BUDGET_ldm_sweep:-440} WIDTHS=${WIDTHS:-32,64}
+         export WIDTHS ;;
+  '') ;;
+  *) echo "run_all: unknown PRESET=$PRESET (unet, perf, sweep)" >&2; exit 2 ;;
+esac
 export OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 # Staged wheels, skipping any distribution the machine already has (its own copies stay in use).
