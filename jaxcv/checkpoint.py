@@ -5,18 +5,24 @@ position and the config). Restoring builds abstract arrays with the *current* sh
 saved on 8 devices resumes on 1. A latest checkpoint that cannot be read (a partial write, a
 corrupt file) is skipped with a warning in favour of the previous one; nothing is ever deleted
 here except by orbax's keep-the-last-N policy after a successful save.
+
+Another run's weights are read with `load_pretrained` (the raw state pytree) or, for tools that
+evaluate or reuse a run, `load_run_weights` (its parameters, EMA or not, and its config.json).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
 
 import jax
 import orbax.checkpoint as ocp
 
-from jaxcv.errors import CheckpointError
+from jaxcv.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +129,71 @@ def load_pretrained(path: str) -> tuple[dict, int]:
           log.warning('pretrained checkpoint at step %d unreadable (%s); trying older', step, e)
   raise CheckpointError(f'init_checkpoint={path!r}: no readable checkpoint there (looked for a '
                         f'step directory with a state/ item, and for {checkpoint_dir(path)})')
+
+
+def find_run_config(path: Union[str, os.PathLike]) -> Optional[tuple[Path, dict]]:
+  """(run folder, its parsed config.json) of the run a checkpoint path belongs to, or None.
+
+  Looks at `path` and up to 3 parents, so a workdir, its checkpoints folder, a step folder and
+  an item inside one all find the run's config.json.
+  """
+  path = Path(path).expanduser().resolve()
+  for folder in [path, *list(path.parents)[:3]]:
+    candidate = folder / 'config.json'
+    if candidate.is_file():
+      with open(candidate) as f:
+        return folder, json.load(f)
+  return None
+
+
+def choose_weights(raw: Mapping[str, Any], use_ema: Optional[bool], *,
+                   default_use_ema: bool = True, what: str = 'the checkpoint') -> tuple[Any, bool]:
+  """(params, used_ema) of a raw checkpoint state: its EMA parameters or its trained ones.
+
+  `use_ema` None takes the EMA parameters when there are any and `default_use_ema` is true;
+  True requires them (a ConfigError naming `what`, the checkpoint or setting, when the run
+  kept none); False takes the trained parameters.
+  """
+  ema = raw.get('ema_params')
+  if use_ema is None:
+    use_ema = default_use_ema and ema is not None
+  if not use_ema:
+    return raw['params'], False
+  if ema is None:
+    raise ConfigError(f'{what} has no EMA weights (it was trained with ema_decay=0)')
+  return ema, True
+
+
+@dataclasses.dataclass(frozen=True)
+class RunWeights:
+  """The weights another run saved, as `load_run_weights` chose them (host arrays)."""
+  params: Any
+  model_state: dict  # Batch statistics and the like; empty when the model has none.
+  step: int
+  used_ema: bool
+  run_dir: Optional[Path]  # The folder holding the run's config.json, when one was found.
+  config: Optional[dict]  # That config.json, parsed.
+
+  @property
+  def variables(self) -> dict:
+    """{'params': ..., **model_state}: what `model.apply` takes."""
+    return {'params': self.params, **self.model_state}
+
+
+def load_run_weights(path: Union[str, os.PathLike], use_ema: Optional[bool] = None, *,
+                     default_use_ema: Optional[bool] = None) -> RunWeights:
+  """The newest readable weights of the run at `path` (as in `load_pretrained`) with its config.
+
+  `use_ema` as in `choose_weights`. When it is None the EMA parameters are taken if present and
+  `default_use_ema` is true; `default_use_ema` None follows the run's `eval_with_ema` (True when
+  the run config does not set it or cannot be found).
+  """
+  found = find_run_config(path)
+  run_dir, config = found if found is not None else (None, None)
+  raw, step = load_pretrained(str(path))
+  if default_use_ema is None:
+    default_use_ema = bool((config or {}).get('eval_with_ema', True))
+  params, used_ema = choose_weights(raw, use_ema, default_use_ema=default_use_ema,
+                                    what=f'use_ema=True: checkpoint {path}')
+  return RunWeights(params=params, model_state=dict(raw.get('model_state') or {}), step=step,
+                    used_ema=used_ema, run_dir=run_dir, config=config)

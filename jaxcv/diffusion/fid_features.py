@@ -80,45 +80,34 @@ def inception_space(weights: Optional[str] = None) -> FeatureSpace:
                       apply_fn=lambda v, x: model.apply(v, x))
 
 
-def _run_config(path: Path) -> tuple[Path, dict]:
-  """(run folder, its config.json) of the run a checkpoint path belongs to (the path or up to 3 parents)."""
-  for folder in [path, *list(path.parents)[:3]]:
-    candidate = folder / 'config.json'
-    if candidate.is_file():
-      with open(candidate) as f:
-        return folder, json.load(f)
-  raise ConfigError(f'no config.json found at or above {path}: a classifier feature space needs '
-                    'the run folder written by jaxcv training (it names the model)')
-
-
 def classifier_space(checkpoint: str, *, use_ema: Optional[bool] = None,
                      name: Optional[str] = None) -> FeatureSpace:
   """Penultimate features of the jaxcv classifier saved under `checkpoint` (a run's workdir,
   its checkpoints folder or one step folder). The model comes from the run's config.json;
-  EMA parameters are used when the run evaluated with them (`use_ema` overrides). The space is
+  EMA parameters are used when the run kept them and evaluated with them (`use_ema` overrides
+  the run's eval_with_ema; a run without EMA parameters gives its trained ones). The space is
   named 'classifier:<name>', by default the run folder's name; the cache key holds the full
   path and step.
   """
   from jaxcv import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
   from jaxcv.models import build_model  # pylint: disable=import-outside-toplevel
   path = Path(checkpoint).expanduser().resolve()
-  run_dir, config = _run_config(path)
-  raw, step = checkpoint_lib.load_pretrained(str(path))
-  if use_ema is None:
-    use_ema = config.get('eval_with_ema', True)
-  params = raw.get('ema_params') if use_ema and raw.get('ema_params') is not None else raw['params']
+  weights = checkpoint_lib.load_run_weights(str(path), default_use_ema=use_ema)
+  if weights.config is None:
+    raise ConfigError(f'no config.json found at or above {path}: a classifier feature space '
+                      'needs the run folder written by jaxcv training (it names the model)')
+  run_dir, config, params = weights.run_dir, weights.config, weights.params
   if 'head' not in params:
     raise ConfigError(f'checkpoint {checkpoint} holds no classifier (no `head` parameters)')
   num_classes = int(np.shape(params['head']['kernel'])[-1])
   model_config = config.get('model', {})
   model = build_model(model_config['name'], num_classes, **(model_config.get('kwargs') or {}))
-  variables = {'params': params, **(raw.get('model_state') or {})}
   image_size = (config.get('data') or {}).get('image_size')
   apply_fn = lambda v, x: model.apply(v, x, train=False, return_features=True)[1]
   dim = int(np.shape(params['head']['kernel'])[0])  # The head maps the features to logits.
   # Named after the run folder: metric names carry it, and they must not contain '/'.
   return FeatureSpace(name=f'classifier:{name or run_dir.name}', dim=dim,
-                      fingerprint=f'{path}:step={step}', variables=variables,
+                      fingerprint=f'{path}:step={weights.step}', variables=weights.variables,
                       apply_fn=apply_fn, image_size=image_size)
 
 

@@ -97,10 +97,9 @@ class Member:
   def variables(self, step: Optional[int] = None) -> dict:
     path = self.workdir if step is None else os.path.join(
         checkpoint_lib.checkpoint_dir(self.workdir), str(step))
-    raw, _ = checkpoint_lib.load_pretrained(path)
-    use_ema = self.config.eval_with_ema and raw.get('ema_params') is not None
-    return {'params': raw['ema_params'] if use_ema else raw['params'],
-            **(raw.get('model_state') or {})}
+    # The member's own config decides EMA (taken when present), as in its training evaluations.
+    return checkpoint_lib.load_run_weights(
+        path, default_use_ema=bool(self.config.eval_with_ema)).variables
 
 
 class QualityMeter:

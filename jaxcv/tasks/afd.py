@@ -131,12 +131,8 @@ def is_disentangled(params: Mapping[str, Any]) -> bool:
 def pretrained_plain_variables(pretrained: Mapping[str, Any], use_ema: bool = False):
   """(params, model_state) of a plain network from any run's raw checkpoint: EMA weights when
   asked (and present), D1 folded in for AFD runs, the AFD teacher dropped."""
-  params = pretrained['params']
-  if use_ema:
-    if pretrained.get('ema_params') is None:
-      raise ConfigError('adversarial.init_from=ema but the init_checkpoint has no EMA weights '
-                        '(it was trained with ema_decay=0)')
-    params = pretrained['ema_params']
+  params, _ = checkpoint_lib.choose_weights(
+      pretrained, use_ema, what='adversarial.init_from=ema: the init_checkpoint')
   model_state = {k: v for k, v in (pretrained.get('model_state') or {}).items() if k != TEACHER}
   if is_disentangled(params):
     params = fold_disentangler(params)

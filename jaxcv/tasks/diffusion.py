@@ -21,7 +21,6 @@ Sampling (jaxcv/diffusion/samplers.py) goes through `task.sampler(...)` / `task.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any, Callable, Optional
 
@@ -82,21 +81,15 @@ def add_diffusion_config(config: ml_collections.ConfigDict, *, schedule: str = '
 
 
 def _load_autoencoder(checkpoint: str):
-  """(KLAutoencoder module, its params as host arrays) from a jaxcv autoencoder run."""
+  """(KLAutoencoder module, its params as host arrays) from a jaxcv autoencoder run: its EMA
+  params when it kept any (whatever its eval_with_ema), the model kwargs from its config.json."""
   from jaxcv import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
   from jaxcv.models import autoencoder  # pylint: disable=import-outside-toplevel
-  kwargs = {}
-  for folder in (checkpoint, os.path.dirname(os.path.abspath(checkpoint))):
-    path = os.path.join(folder, 'config.json')
-    if os.path.isfile(path):
-      with open(path) as f:
-        kwargs = (json.load(f).get('model') or {}).get('kwargs') or {}
-      break
+  weights = checkpoint_lib.load_run_weights(checkpoint, default_use_ema=True)
+  kwargs = ((weights.config or {}).get('model') or {}).get('kwargs') or {}
   kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
   kwargs.pop('dtype', None)  # The frozen encoder runs in float32.
-  raw, _ = checkpoint_lib.load_pretrained(checkpoint)
-  params = raw.get('ema_params') if raw.get('ema_params') is not None else raw['params']
-  return autoencoder.KLAutoencoder(**kwargs), params
+  return autoencoder.KLAutoencoder(**kwargs), weights.params
 
 
 class DiffusionTask(Task):
