@@ -120,7 +120,7 @@ def measure_torch(name: str, s) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', default=common.out_dir(os.environ.get('OUT', 'benchmarks/out')))
-  parser.add_argument('--skip-compile', action='store_true', help='no torch.compile row')
+  parser.add_argument('--skip_compile', '--skip-compile', action='store_true', help='no torch.compile row')
   args = parser.parse_args()
   s = settings()
   rows = []

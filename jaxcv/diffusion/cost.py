@@ -229,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument('--out', default='results/ldm_cost_table.md')
   parser.add_argument('--widths', default=','.join(map(str, unet_lib.PAPER_WIDTHS)),
                       help='comma-separated base widths of the paper family')
-  parser.add_argument('--no-small', action='store_true', help='skip the 32x32 family')
+  parser.add_argument('--no_small', '--no-small', action='store_true', help='skip the 32x32 family')
   args = parser.parse_args(argv)
   start = time.perf_counter()
   rows = paper_rows(int(w) for w in args.widths.split(','))

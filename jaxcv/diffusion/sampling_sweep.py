@@ -6,7 +6,7 @@ they also plot quality against training compute = normalised cost x iterations (
 module does both for a width sweep trained by `jaxcv.diffusion.sweep`:
 
   python -m jaxcv.diffusion.sampling_sweep --sweep runs/ldm_scaling \
-      --feature-space classifier:runs/cifar10_r18 --num-samples 10000 --out runs/ldm_scaling/sampling
+      --feature_space classifier:runs/cifar10_r18 --num_samples 10000 --out runs/ldm_scaling/sampling
 
 Defaults follow the reproduction plan: DDIM at {2,3,4,6,8,10,15,20,30,50}, DDPM at
 {10,20,30,50}, DPM-Solver++(2M) at {2,3,4,6,8,10,15,20}, guidance {1,1.5,2,3,4}. Every point
@@ -19,7 +19,7 @@ doubled batch of guidance is the same factor for every model and is left out).
 
 Quality is FID/KID in the given feature space (jaxcv.diffusion.fid_features): with a jaxcv
 classifier's features these are proxies, consistent within a run and not comparable with
-published FIDs. `--deadline-seconds` stops starting new points after that long and still writes
+published FIDs. `--deadline_seconds` stops starting new points after that long and still writes
 every output for the points done, so a time-boxed run always leaves results.
 """
 
@@ -345,20 +345,20 @@ def plot(result: dict, out: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sweep', required=True, help='workdir of jaxcv.diffusion.sweep')
-  parser.add_argument('--feature-space', required=True,
+  parser.add_argument('--feature_space', '--feature-space', required=True,
                       help="'classifier:<checkpoint>' or 'inception[:<weights>]'")
   parser.add_argument('--out', default=None, help='default: <sweep>/sampling')
   parser.add_argument('--samplers', default='ddim;ddpm;dpm_solver_pp',
                       help="e.g. 'ddim:2,4,8;dpm_solver_pp:4,8' (no counts: the defaults)")
   parser.add_argument('--guidance', default=','.join(f'{g:g}' for g in DEFAULT_GUIDANCE))
-  parser.add_argument('--num-samples', type=int, default=10_000)
-  parser.add_argument('--batch-size', type=int, default=500)
+  parser.add_argument('--num_samples', '--num-samples', type=int, default=10_000)
+  parser.add_argument('--batch_size', '--batch-size', type=int, default=500)
   parser.add_argument('--reference', default='', help='dataset:split (default <data>:test)')
-  parser.add_argument('--reference-examples', type=int, default=10_000)
+  parser.add_argument('--reference_examples', '--reference-examples', type=int, default=10_000)
   parser.add_argument('--curve', default='ddim:20:2',
                       help="sampler:steps:guidance for FID vs training compute; 'none' to skip")
-  parser.add_argument('--deadline-seconds', type=float, default=None)
-  parser.add_argument('--budget-note', default='')
+  parser.add_argument('--deadline_seconds', '--deadline-seconds', type=float, default=None)
+  parser.add_argument('--budget_note', '--budget-note', default='')
   parser.add_argument('--replot', action='store_true',
                       help='only redraw tables and plots from <out>/results.json')
   args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ config file must accept a `width` argument), in `<workdir>/w<W>`. For each membe
 FLOPs of one denoiser call at batch 1 (XLA cost analysis of the lowered float32 forward, as the
 paper counts GFLOPs) give the normalised cost = FLOPs / FLOPs(reference width) (Mei et al. 2024:
 normalised to their c = 320 model; here to the largest width of the sweep unless
---reference-width says otherwise) and the training compute = normalised cost x iterations.
+--reference_width says otherwise) and the training compute = normalised cost x iterations.
 Results: `<workdir>/sweep.json` and `sweep.md`. A rerun resumes every member's training.
 """
 
@@ -137,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--config', required=True, help='config file[:args]; must take width=')
   parser.add_argument('--widths', required=True, help='comma-separated base widths')
   parser.add_argument('--workdir', required=True)
-  parser.add_argument('--reference-width', type=int, default=None)
+  parser.add_argument('--reference_width', '--reference-width', type=int, default=None)
   args, rest = parser.parse_known_args(argv)
   overrides = []
   for item in rest:

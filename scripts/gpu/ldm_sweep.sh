@@ -130,7 +130,7 @@ PY
 rc=${PIPESTATUS[0]}
 if [ ! -f "$OUT_DIR/fid_vs_sampling_cost.png" ] && [ -f "$OUT_DIR/results.json" ]; then
   echo "redrawing plots from results.json" | tee -a "$OUT_DIR/log.txt"
-  timeout 30 "$PYTHON" -m jaxcv.diffusion.sampling_sweep --sweep "$WORK/sweep" --feature-space none \
+  timeout 30 "$PYTHON" -m jaxcv.diffusion.sampling_sweep --sweep "$WORK/sweep" --feature_space none \
     --out "$OUT_DIR" --replot 2>&1 | tail -3
 fi
 [ -f "$OUT_DIR/results.md" ] && cat "$OUT_DIR/results.md"
