@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcv.data import cache
 from jaxcv.diffusion.fid import FeatureStats, ReferenceStats
 from jaxcv.errors import ConfigError, UserError
 
@@ -157,18 +158,9 @@ def _array_batches(images: np.ndarray, batch_size: int):
     yield images[start:start + batch_size]
 
 
-def _content_digest(images: np.ndarray) -> str:
-  """A cheap identity of a dataset: its shape and ~256 evenly spaced images."""
-  index = np.linspace(0, len(images) - 1, min(len(images), 256)).astype(int)
-  h = hashlib.sha256(repr(images.shape).encode())
-  h.update(np.ascontiguousarray(images[index]).tobytes())
-  return h.hexdigest()[:16]
-
-
 def _stats_cache_dir(cache_dir: Optional[str]) -> Optional[Path]:
   if cache_dir:
     return Path(cache_dir).expanduser()
-  from jaxcv.data import cache  # pylint: disable=import-outside-toplevel
   root = cache.cache_dir()
   return None if root is None else root / 'fid_stats'
 
@@ -190,7 +182,7 @@ def reference_stats(space: FeatureSpace, dataset: str, split: str = 'train', *,
     images = images[np.linspace(0, len(images) - 1, max_examples).astype(int)]
   key = {'version': _CACHE_VERSION, 'space': space.name, 'weights': space.fingerprint,
          'dataset': dataset, 'split': split, 'image_size': image_size, 'count': len(images),
-         'content': _content_digest(images), 'keep': keep}
+         'content': cache.content_digest(images), 'keep': keep}
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
   root = _stats_cache_dir(cache_dir)
   path = None

@@ -1,0 +1,75 @@
+"""Post-hoc OOD detectors by name: `build_detector('energy(temperature=2)')`.
+
+Every detector returns ID-ness (higher = more in-distribution), OpenOOD's sign; the metrics
+negate it at their boundary. Names and OpenOOD-default arguments:
+
+  logits:      msp, maxlogit, energy(temperature=1), entropy, doctor, klm
+  features:    mds(layer=None), rmds(layer=None), vim(dim=None), knn(k=50), gradnorm
+  shaping:     react(percentile=90), dice(p=90), ash(percentile=90, variant='s'),
+               scale(percentile=85)
+  gradients:   odin(temperature=1000, noise=0.0014)  (scores images, not a FeatureSet)
+
+A list is comma-separated, commas inside parentheses belonging to the arguments:
+'msp,energy(temperature=2),knn(k=10)'.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Union
+
+from jaxcv.data import augment
+from jaxcv.errors import ConfigError
+from jaxcv.ood.detectors.base import DETECTORS, BaseDetector, Detector, register
+# Importing the detector modules registers their detectors.
+from jaxcv.ood.detectors.feature import (GradNorm, KNN, MDS, RMDS, ViM, empirical_precision,
+                                         mahalanobis)
+from jaxcv.ood.detectors.gradient import ODIN, odin_scores
+from jaxcv.ood.detectors.logit import Doctor, Energy, Entropy, KLMatching, MaxLogit, MSP
+from jaxcv.ood.detectors.shaping import ASH, DICE, ReAct, SCALE
+
+
+def build_detector(spec: str) -> BaseDetector:
+  """'energy' or 'energy(temperature=2)' -> a new, unfitted detector. Unknown names, unknown or
+  positional arguments and bad values raise ConfigError."""
+  # The augmentation-op grammar and checks; a detector's constructor minus `self` is its op.
+  constructors = {name: cls.__init__ for name, cls in DETECTORS.items()}
+  parsed = augment.parse(spec, constructors, 'OOD detector')
+  if len(parsed) != 1:
+    raise ConfigError(f'OOD detector spec {spec!r} must name exactly one detector')
+  name, kwargs = parsed[0]
+  return DETECTORS[name](**kwargs)
+
+
+def split_specs(specs: str) -> list[str]:
+  """'msp,knn(k=5),ash(percentile=90, variant="b")' -> one spec per detector."""
+  parts, depth, current = [], 0, ''
+  for char in specs:
+    depth += {'(': 1, ')': -1}.get(char, 0)
+    if char == ',' and depth == 0:
+      parts.append(current)
+      current = ''
+    else:
+      current += char
+  return [p.strip() for p in [*parts, current] if p.strip()]
+
+
+def build_detectors(specs: Union[str, Iterable[str]]) -> list[BaseDetector]:
+  """A comma-separated string or a list of specs -> detectors, each spec at most once."""
+  specs = split_specs(specs) if isinstance(specs, str) else list(specs)
+  if not specs:
+    raise ConfigError(f'no OOD detectors given; known: {", ".join(sorted(DETECTORS))}')
+  detectors = [build_detector(s) for s in specs]
+  seen = set()
+  for d in detectors:
+    if d.spec in seen:
+      raise ConfigError(f'OOD detector {d.spec} is listed twice')
+    seen.add(d.spec)
+  return detectors
+
+
+__all__ = [
+    'ASH', 'BaseDetector', 'DETECTORS', 'DICE', 'Detector', 'Doctor', 'Energy', 'Entropy',
+    'GradNorm', 'KLMatching', 'KNN', 'MDS', 'MSP', 'MaxLogit', 'ODIN', 'RMDS', 'ReAct', 'SCALE',
+    'ViM', 'build_detector', 'build_detectors', 'empirical_precision', 'mahalanobis',
+    'odin_scores', 'register', 'split_specs',
+]
