@@ -45,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.mixing = ''  # Label mixing after augment, e.g. 'mixup(alpha=1.0)' or 'cutmix(alpha=1.0)'.
   c.data.train_examples = placeholder(int)  # Train on a seeded random subset of N examples.
   c.data.image_size = placeholder(int)  # Resize every split to this square size on loading.
+  # Device loader: every batch takes batch_size / D examples from each of the D training domains
+  # (DomainBed's one minibatch per environment); needs domain ids, e.g. 'domainbed(...):pacs'.
+  c.data.balance_domains = False
 
   c.batch_size = 512  # Global batch, split over the (data, fsdp) mesh axes.
   c.num_epochs = placeholder(float)

@@ -20,6 +20,7 @@ from jaxcv.data.dataset import ArrayDataset, DataInfo
 from jaxcv.data.device_loader import DeviceLoader
 from jaxcv.data.record_sources import RecordSource, SubsetRecords, open_records
 from jaxcv.data.registry import load_dataset
+from jaxcv.errors import ConfigError
 
 
 class StreamingInputs:
@@ -71,6 +72,9 @@ def open_train_data(config) -> tuple[Union[ArrayDataset, RecordSource], DataInfo
 
 
 def build_train_loader(config, train: Union[ArrayDataset, RecordSource], mesh: Mesh):
+  balance_domains = bool(config.data.get('balance_domains', False))
   if config.data.loader == 'device':
-    return DeviceLoader(train, config.batch_size, config.seed, mesh)
+    return DeviceLoader(train, config.batch_size, config.seed, mesh, balance_domains)
+  if balance_domains:
+    raise ConfigError("data.balance_domains needs data.loader='device'")
   return StreamingInputs(train, config.batch_size, config.seed, mesh)

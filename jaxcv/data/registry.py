@@ -19,7 +19,12 @@ PATH is used as given when it exists, else relative to data_dir.
 
 Derived datasets, `KIND:NAME` or `KIND(k=v,...):NAME`, transform a split of dataset NAME (any
 name above, or another derived one) with a function from a capability module listed in
-`DERIVED`, e.g. 'cuda:cifar10' (poisoned training set, jaxcv/unlearnable/datasets.py).
+`DERIVED`, e.g. 'cuda:cifar10' (poisoned training set, jaxcv/unlearnable/datasets.py) or
+'domainbed(test=sketch):pacs' (DomainBed's in/out splits, jaxcv/domain_generalization/splits.py).
+
+rotated_mnist and colored_mnist are DomainBed's RotatedMNIST / ColoredMNIST, built from the MNIST
+idx files (jaxcv/domain_generalization/mnist.py); their splits are 'all' (every environment, with
+domain ids) and the environment names.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ Reader = Callable[[Path, str, Size], ArrayDataset]
 
 DATA_DIR_ENV = 'JAXCV_DATA_DIR'
 PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')
+ROTATED_MNIST_ENVS = ('0', '15', '30', '45', '60', '75')  # As jaxcv/domain_generalization/mnist.py.
+COLORED_MNIST_ENVS = ('+90%', '+80%', '-90%')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +112,17 @@ def _idx_files(p: Path, split: str) -> str:
   return f'{p}/{prefix}-images-idx3-ubyte[.gz] + {prefix}-labels-idx1-ubyte[.gz]'
 
 
+def _mnist_envs(kind: str, folder: str) -> _Place:
+  """DomainBed's RotatedMNIST / ColoredMNIST from the MNIST idx files in `folder`."""
+  def read(p, split, size):
+    from jaxcv.domain_generalization import mnist  # pylint: disable=g-import-not-at-top
+    return sources.resize(mnist.read(kind, p, split), size)
+  exists = lambda p, split: p.is_dir() and all(sources.find_idx_files(p, s)
+                                                for s in ('train', 'test'))
+  return _Place(folder, read, exists=exists,
+                what=lambda p, split: f'{_idx_files(p, "train")} and {_idx_files(p, "test")}')
+
+
 def _domainbed(p: Path, split: str, size: Size) -> ArrayDataset:
   return sources.read_domainbed(p, None if split == 'all' else [split], size)
 
@@ -160,6 +178,12 @@ DATASETS: dict[str, _Spec] = {
         _Place('pacs-96.tar.gz', _domainbed),
     ), 'PACS (https://domaingeneralization.github.io/, or DomainBed\'s download script) arranged '
        'as PACS/<domain>/<class>/*.jpg'),
+    'rotated_mnist': _Spec(('all',) + ROTATED_MNIST_ENVS, (
+        _mnist_envs('rotated', 'mnist'), _mnist_envs('rotated', ''),
+    ), 'DomainBed\'s RotatedMNIST, built from MNIST train + test: the four idx files (see mnist)'),
+    'colored_mnist': _Spec(('all',) + COLORED_MNIST_ENVS, (
+        _mnist_envs('colored', 'mnist'), _mnist_envs('colored', ''),
+    ), 'DomainBed\'s ColoredMNIST, built from MNIST train + test: the four idx files (see mnist)'),
     'camvid': _Spec(('train', 'val', 'test'), (
         _Place('camvid', _segmentation),
         _Place('camvid-180x240.tar.gz', _segmentation),
@@ -176,11 +200,13 @@ _GENERIC = ('folder:PATH', 'tar:PATH[::PREFIX]', 'npz:PATH', 'tfds:NAME', 'synth
             'KIND[(k=v,...)]:NAME')
 
 # Derived datasets: KIND -> 'module:function', imported on first use (so the data layer does not
-# depend on the capability). function(kind, options or None, base split, split) -> ArrayDataset.
+# depend on the capability). function(kind, options or None, base split, split) -> ArrayDataset;
+# the base split is `split`, or the function's attribute `base_split` when it has one.
 DERIVED: dict[str, str] = {
     kind: 'jaxcv.unlearnable.datasets:load_derived'
     for kind in ('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')
 }
+DERIVED['domainbed'] = 'jaxcv.domain_generalization.splits:load_derived'
 _DERIVED_NAME = re.compile(r'^(\w+)(?:\(([^()]*)\))?:(.+)$')
 
 
@@ -193,7 +219,8 @@ def _load_derived(name: str, split: str, data_dir: Optional[Path],
   kind, options, base_name = match.groups()
   module, _, function = DERIVED[kind].partition(':')
   derive = getattr(importlib.import_module(module), function)
-  return derive(kind, options, load_dataset(base_name, split, data_dir, image_size), split)
+  base_split = getattr(derive, 'base_split', split)
+  return derive(kind, options, load_dataset(base_name, base_split, data_dir, image_size), split)
 
 
 def known_datasets() -> list[str]:

@@ -1,0 +1,13 @@
+"""Domain generalisation: DomainBed's protocol, shared by the DG methods (ERM++ plugs in here).
+
+- splits.py: `domainbed(test=ENV,holdout=0.2,seed=TRIAL):NAME`, a derived dataset with DomainBed's
+  per-environment in/out splits (train / val / test / test_in / test_out / train_full), and
+  `evals_config()`, the evaluators the selection methods read.
+- mnist.py: RotatedMNIST and ColoredMNIST built from MNIST as DomainBed does (dataset names
+  rotated_mnist / colored_mnist in the registry).
+- selection.py: training-domain validation and the test-domain oracle over finished runs.
+- Elsewhere: `config.data.balance_domains` (one minibatch per training domain, device loader)
+  and the 'domains' evaluator (accuracy per domain, jaxcv/evaluators/domains.py).
+
+See docs/domain_generalization.md.
+"""
