@@ -29,6 +29,7 @@ domain ids) and the environment names.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import importlib.resources
@@ -208,6 +209,33 @@ DERIVED: dict[str, str] = {
 }
 DERIVED['domainbed'] = 'jaxcv.domain_generalization.splits:load_derived'
 _DERIVED_NAME = re.compile(r'^(\w+)(?:\(([^()]*)\))?:(.+)$')
+
+
+def parse_derived_options(kind: str, text: Optional[str], defaults: dict) -> dict:
+  """'pb=0.3,seed=1' -> {'pb': 0.3, 'seed': 1, ...defaults}, each typed like its default.
+
+  The options of a derived name `kind(text):BASE`. A value that is not a Python literal stays a
+  string, and a str default keeps the text as written (so 'test=15' names environment '15').
+  """
+  options = dict(defaults)
+  for item in filter(str.strip, (text or '').split(',')):
+    key, sep, raw = (s.strip() for s in item.partition('='))
+    if not sep or key not in defaults:
+      raise ConfigError(f'{kind}({text}): bad option {item!r}; expected key=value with key in '
+                        f'{", ".join(defaults)}')
+    default = defaults[key]
+    if isinstance(default, str):
+      options[key] = raw
+      continue
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    try:
+      options[key] = type(default)(value)
+    except (TypeError, ValueError):
+      raise ConfigError(f'{kind}({text}): {key}={raw!r} is not a {type(default).__name__}') from None
+  return options
 
 
 def _load_derived(name: str, split: str, data_dir: Optional[Path],

@@ -33,18 +33,18 @@ environment per run (DomainBed's leave-one-domain-out CV, which holds out two, i
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from typing import Any, Optional
 
 import ml_collections
 import numpy as np
 
+from jaxcv.data import registry
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError
 
 SPLITS = ('train', 'val', 'test', 'test_in', 'test_out', 'train_full')
-OPTIONS = {'test': None, 'holdout': 0.2, 'seed': 0}
+OPTIONS = {'test': '', 'holdout': 0.2, 'seed': 0}
 
 
 def seed_hash(*args) -> int:
@@ -75,20 +75,8 @@ def env_parts(domains: np.ndarray, num_envs: int, holdout: float,
 
 def parse_options(text: Optional[str]) -> dict[str, Any]:
   """'test=sketch,holdout=0.2,seed=1' -> {'test': 'sketch', 'holdout': 0.2, 'seed': 1}."""
-  options = dict(OPTIONS)
-  for item in filter(str.strip, (text or '').split(',')):
-    key, sep, raw = (s.strip() for s in item.partition('='))
-    if not sep or key not in OPTIONS:
-      raise ConfigError(f'domainbed({text}): bad option {item!r}; expected key=value with key in '
-                        f'{", ".join(OPTIONS)}')
-    if key == 'test':
-      options[key] = raw  # Always a name: '15' is RotatedMNIST's 15-degree environment.
-      continue
-    try:
-      options[key] = type(OPTIONS[key])(ast.literal_eval(raw))
-    except (ValueError, SyntaxError, TypeError):
-      raise ConfigError(f'domainbed({text}): {key}={raw!r} is not a '
-                        f'{type(OPTIONS[key]).__name__}') from None
+  # test is always a name: '15' is RotatedMNIST's 15-degree environment.
+  options = registry.parse_derived_options('domainbed', text, OPTIONS)
   if not options['test']:
     raise ConfigError(f'domainbed({text or ""}) needs test=<environment name or index>')
   if not 0.0 < options['holdout'] < 1.0:

@@ -21,7 +21,6 @@ programs between rows.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import json
@@ -31,7 +30,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from jaxcv.data import cache
+from jaxcv.data import cache, registry
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError
 from jaxcv.unlearnable import convolution
@@ -42,26 +41,6 @@ _log = logging.getLogger(__name__)
 _POISON_OPTIONS = {'method': 'cuda', 'pb': 0.3, 'seed': 0, 'size': 3}
 _JPEG_OPTIONS = {'quality': 10}
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def parse_options(kind: str, text: Optional[str], defaults: dict[str, Any]) -> dict[str, Any]:
-  """'pb=0.3,seed=1' -> {'pb': 0.3, 'seed': 1, ...defaults}, typed like the defaults."""
-  options = dict(defaults)
-  for item in filter(str.strip, (text or '').split(',')):
-    key, sep, raw = (s.strip() for s in item.partition('='))
-    if not sep or key not in defaults:
-      raise ConfigError(f'{kind}({text}): bad option {item!r}; expected key=value with key in '
-                        f'{", ".join(defaults)}')
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    default = defaults[key]
-    try:
-      options[key] = type(default)(value)
-    except (TypeError, ValueError):
-      raise ConfigError(f'{kind}({text}): {key}={raw!r} is not a {type(default).__name__}') from None
-  return options
 
 
 def _digest(dataset: ArrayDataset) -> str:
@@ -146,16 +125,16 @@ def load_derived(kind: str, options: Optional[str], base: ArrayDataset,
   if split != TRAIN_SPLIT:
     return base  # Evaluation data stays clean.
   if kind == 'grayscale':
-    parse_options(kind, options, {})
+    registry.parse_derived_options(kind, options, {})
     return grayscale(base)  # Cheaper to recompute than to cache.
   if kind == 'jpeg':
-    params = parse_options(kind, options, _JPEG_OPTIONS)
+    params = registry.parse_derived_options(kind, options, _JPEG_OPTIONS)
     return _cached(f'jpeg-{split}', {'kind': kind, **params}, base,
                    lambda: jpeg_compressed(base, **params))
   defaults = dict(_POISON_OPTIONS)
   if kind != 'unlearnable':
     defaults.pop('method')
-  params = parse_options(kind, options, defaults)
+  params = registry.parse_derived_options(kind, options, defaults)
   params.setdefault('method', kind)
   convolution.kernel_shape(params['method'], params['size'])  # Validates method and size.
   return _cached(f'{params["method"]}-{split}', {'kind': 'poison', **params}, base,
