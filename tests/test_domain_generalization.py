@@ -24,6 +24,10 @@ from jaxcv.domain_generalization import mnist, selection, splits
 from jaxcv.errors import ConfigError
 from jaxcv.evaluators import build_evaluators
 
+from conftest import REPO_ROOT
+
+ERM_CONFIG = str(REPO_ROOT / 'configs' / 'domainbed' / 'erm.py')
+
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
@@ -415,3 +419,19 @@ def test_evals_config_shape():
   evals = splits.evals_config(oracle=False)
   assert isinstance(evals, ml_collections.ConfigDict)
   assert sorted(evals) == ['test_in', 'val'] and evals.val.type == 'domains'
+
+
+def test_erm_config_trains_rotated_mnist_with_domainbeds_cnn(tmp_path):
+  fake_mnist(tmp_path / 'data' / 'mnist')
+  config = config_lib.load(ERM_CONFIG +
+                           ':dataset=rotated_mnist,test=75,runlocal',
+                           [f'data.data_dir={tmp_path / "data"}', 'progress_bar=false',
+                            'plot=false'])
+  assert config.batch_size == 8 * 5 and config.data.balance_domains
+  assert config.model.name == 'mnist_cnn'
+  summary = train.run(config, str(tmp_path / 'run'))
+  assert summary['steps'] == 10
+  assert summary['parameters'] == 371_850  # DomainBed's MNIST_CNN, 1 channel, 10 classes.
+  assert {'val/acc/0', 'val/acc/60', 'test_in/acc/75', 'test_out/acc/75'} <= set(summary)
+  with pytest.raises(ConfigError, match='envs=N'):
+    config_lib.load(ERM_CONFIG + ':dataset=vlcs')

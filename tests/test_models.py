@@ -23,10 +23,12 @@ FEATURE_DIMS = {
     'resnet18_imagenet': 512, 'resnet34_imagenet': 512, 'resnet50_imagenet': 2048,
     'resnet_tiny': 128, 'wrn34_10': 640, 'wrn28_10': 640, 'wrn16_4': 256,
     'vit_tiny': 192, 'vit_small': 384, 'small_cnn': 64, 'mlp': 256, 'airbench94': 256,
+    'mnist_cnn': 128,
 }
 
 # Reference counts: kuangliu/pytorch-cifar (CIFAR stem), torchvision (ImageNet stem),
-# TRADES/AutoAttack wrn.py, timm vit_tiny_patch16_224.
+# TRADES/AutoAttack wrn.py, timm vit_tiny_patch16_224, DomainBed networks.MNIST_CNN (with 3 input
+# channels here; 371,850 with RotatedMNIST's 1, checked in test_domain_generalization.py).
 PARAM_COUNTS = [
     ('resnet18', 10, {}, 32, 11_173_962),
     ('resnet34', 10, {}, 32, 21_282_122),
@@ -37,6 +39,7 @@ PARAM_COUNTS = [
     ('wrn28_10', 10, {}, 32, 36_479_194),
     ('wrn16_4', 10, {}, 32, 2_748_890),
     ('vit_tiny', 1000, {'patch_size': 16}, 224, 5_717_416),
+    ('mnist_cnn', 10, {}, 32, 373_002),
 ]
 
 
@@ -73,7 +76,7 @@ def test_output_shapes(name):
     assert logits.shape == (2, 10) and logits.dtype == jnp.float32
     assert features.shape == (2, FEATURE_DIMS[name]) and features.dtype == jnp.float32
     assert variables['params']['head']['kernel'].shape == (FEATURE_DIMS[name], 10)
-    has_bn = not name.startswith(('vit', 'mlp'))
+    has_bn = not name.startswith(('vit', 'mlp', 'mnist_cnn'))  # mnist_cnn: GroupNorm.
     assert ('batch_stats' in variables) == has_bn
 
 

@@ -22,7 +22,7 @@ from jaxcv.errors import ConfigError
 from jaxcv.models.airbench import AirbenchNet
 from jaxcv.models.layers import Classifier
 from jaxcv.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
-from jaxcv.models.small import MLP, SmallCNN
+from jaxcv.models.small import MLP, MnistCNN, SmallCNN
 from jaxcv.models.vit import ViT, ViTSmall, ViTTiny
 from jaxcv.models.wide_resnet import WRN16_4, WRN28_10, WRN34_10, WideResNet
 
@@ -43,6 +43,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Classifier], dict[str, Any], dict[str, 
     'vit_small': (ViTSmall, {}, {}),
     'small_cnn': (SmallCNN, {}, {}),
     'mlp': (MLP, {}, {}),
+    'mnist_cnn': (MnistCNN, {}, {}),
     'airbench94': (AirbenchNet, {}, {}),
 }
 
@@ -88,7 +89,7 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 __all__ = [
-    'AirbenchNet', 'MLP', 'MODEL_NAMES', 'Classifier', 'ResNet', 'ResNet18', 'ResNet34',
+    'AirbenchNet', 'MLP', 'MODEL_NAMES', 'MnistCNN', 'Classifier', 'ResNet', 'ResNet18', 'ResNet34',
     'ResNet50', 'SmallCNN', 'ViT', 'ViTSmall', 'ViTTiny', 'WRN16_4', 'WRN28_10', 'WRN34_10',
     'WideResNet', 'build_model',
 ]

@@ -64,3 +64,30 @@ class MLP(Classifier):
                            name=f'fc{i + 1}')(h))
       self.sow('intermediates', f'stage{i + 1}', h)
     return self.finish(h, return_features)
+
+
+class MnistCNN(Classifier):
+  """DomainBed's featurizer for its MNIST datasets (networks.MNIST_CNN): 3x3 convs with bias to
+  64, 128 (stride 2), 128 and 128 channels, each followed by ReLU then GroupNorm(8 groups), and a
+  global average pool: 128-d features. No BatchNorm, as in DomainBed. For RotatedMNIST (1
+  channel) and ColoredMNIST (2 channels); the input channel count is taken from the data.
+
+  Sows the four stage outputs as `intermediates/stage1`..`stage4`.
+  """
+
+  @property
+  def feature_dim(self) -> int:
+    return 128
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False,
+               return_features: bool = False):
+    h = self.normalize(x)
+    for i, (channels, stride) in enumerate(((64, 1), (128, 2), (128, 1), (128, 1))):
+      h = nn.Conv(channels, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
+                  dtype=self.dtype, param_dtype=jnp.float32, name=f'conv{i + 1}')(h)
+      # PyTorch's GroupNorm epsilon (flax defaults to 1e-6).
+      h = nn.GroupNorm(8, epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32,
+                       name=f'norm{i + 1}')(nn.relu(h))
+      self.sow('intermediates', f'stage{i + 1}', h)
+    return self.finish(global_avg_pool(h), return_features)
