@@ -75,7 +75,7 @@ class DomainsEvaluator(ClassificationEvaluator):
 
   def run(self, variables):
     means = self.mean_over_examples(self._batch_sums, variables)  # Sums / num_examples.
-    accs = [means[f'correct/{i}'] * self.num_examples / count
+    accs = [float(means[f'correct/{i}'] * self.num_examples / count)
             for i, count in enumerate(self._counts)]
     for name, acc in zip(self.domain_names, accs):
       yield f'acc/{name}', acc
