@@ -215,7 +215,7 @@ def parse_derived_options(kind: str, text: Optional[str], defaults: dict) -> dic
   """'pb=0.3,seed=1' -> {'pb': 0.3, 'seed': 1, ...defaults}, each typed like its default.
 
   The options of a derived name `kind(text):BASE`. A value that is not a Python literal stays a
-  string, and a str default keeps the text as written (so 'test=15' names environment '15').
+  string, and an option with a str default keeps unquoted text as written ('test=15' is '15').
   """
   options = dict(defaults)
   for item in filter(str.strip, (text or '').split(',')):
@@ -224,13 +224,13 @@ def parse_derived_options(kind: str, text: Optional[str], defaults: dict) -> dic
       raise ConfigError(f'{kind}({text}): bad option {item!r}; expected key=value with key in '
                         f'{", ".join(defaults)}')
     default = defaults[key]
-    if isinstance(default, str):
-      options[key] = raw
-      continue
     try:
       value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
       value = raw
+    if isinstance(default, str):
+      options[key] = value if isinstance(value, str) else raw  # 'test=15' stays '15'.
+      continue
     try:
       options[key] = type(default)(value)
     except (TypeError, ValueError):
