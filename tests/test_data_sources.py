@@ -625,3 +625,16 @@ def test_sample_script_reproduces_the_shipped_file(shared_data_dir, tmp_path):
   shipped = REPO / 'jaxcv' / 'data' / 'sample' / 'cifar10-sample.tar.gz'
   # Compare the tar streams: gzip's bytes may differ between zlib builds.
   assert gzip.decompress(out.read_bytes()) == gzip.decompress(shipped.read_bytes())
+
+
+def test_derived_options_are_typed_like_their_defaults():
+  defaults = {'method': 'cuda', 'test': '', 'pb': 0.3, 'seed': 0}
+  parse = registry.parse_derived_options
+  assert parse('k', "method='vuda',test=15,pb=1,seed=2", defaults) == {
+      'method': 'vuda', 'test': '15', 'pb': 1.0, 'seed': 2}
+  assert parse('k', 'test=+90%', defaults)['test'] == '+90%'
+  assert parse('k', None, defaults) == defaults
+  with pytest.raises(ConfigError, match='bad option'):
+    parse('k', 'colour=red', defaults)
+  with pytest.raises(ConfigError, match='is not a float'):
+    parse('k', 'pb=high', defaults)
