@@ -490,7 +490,7 @@ def test_cache_hit_corruption_and_invalidation(tmp_path, tmp_cache, domain_tree,
   (tmp_path / 'PACS').symlink_to(root)
   first = load_dataset('pacs', 'all', tmp_path)
   entries = list(tmp_cache.glob('*.npz'))
-  assert len(entries) == 1 and not list(tmp_cache.glob('*.tmp'))
+  assert len(entries) == 1 and not list(tmp_cache.glob('*.tmp*'))
 
   calls = []
   real = sources.read_domainbed

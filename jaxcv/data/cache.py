@@ -6,6 +6,9 @@ whereas zlib would cost seconds) under `$JAXCV_CACHE_DIR` (default `~/.cache/jax
 modification time (for folders: file count, total size and newest mtime), and the reader's
 parameters, so a changed source is decoded afresh. The cache is best-effort: a corrupt entry is
 deleted and rebuilt, and an unwritable directory only turns caching off.
+
+The same mechanism (`keyed_path`, `cached_file`) serves jaxcv's other caches: derived datasets
+(jaxcv/unlearnable/datasets.py), FID reference statistics and OOD features.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from jaxcv.data.dataset import ArrayDataset
 
 _FORMAT_VERSION = 1  # Bump when the layout of entries or a reader's output changes.
 _log = logging.getLogger(__name__)
+T = TypeVar('T')
 
 
 def cache_dir() -> Optional[Path]:
@@ -51,16 +55,50 @@ def fingerprint(path: os.PathLike | str) -> dict[str, Any]:
   return {'files': count, 'size': size, 'mtime_ns': newest}
 
 
-def entry_path(label: str, source: os.PathLike | str, params: Mapping[str, Any]) -> Optional[Path]:
-  """Where the entry for (source, params) lives, or None when caching is off."""
-  root = cache_dir()
+def keyed_path(root: Optional[os.PathLike | str], label: str,
+               key: Mapping[str, Any]) -> Optional[Path]:
+  """root/<label>-<digest of key>.npz, or None when root is None (caching off)."""
   if root is None:
     return None
-  source = Path(source).resolve()
-  key = {'version': _FORMAT_VERSION, 'source': str(source), 'fingerprint': fingerprint(source),
-         'params': dict(params)}
   digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-  return root / f'{re.sub(r"[^A-Za-z0-9_.-]+", "_", label)}-{digest[:20]}.npz'
+  slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', label)[-80:]
+  return Path(root).expanduser() / f'{slug}-{digest[:20]}.npz'
+
+
+def entry_path(label: str, source: os.PathLike | str, params: Mapping[str, Any]) -> Optional[Path]:
+  """Where the entry for (source, params) lives, or None when caching is off."""
+  source = Path(source).resolve()
+  return keyed_path(cache_dir(), label, {
+      'version': _FORMAT_VERSION, 'source': str(source), 'fingerprint': fingerprint(source),
+      'params': dict(params)})
+
+
+def cached_file(path: Optional[Path], build: Callable[[], T], *, load: Callable[[Path], Any],
+                write: Callable[[T, Path], None], what: str) -> T:
+  """`build()`'s result, read from `path` when a readable entry is there, else built and written.
+
+  Best effort, for every cache in jaxcv (datasets, FID reference statistics, OOD features):
+  `load` may return None to reject an entry; an unreadable entry is deleted and rebuilt;
+  `write(value, tmp)` fills a temporary file in the same folder that is then renamed, so readers
+  see either no entry or a complete one; an unwritable folder only skips caching. path=None:
+  caching is off.
+  """
+  if path is not None and path.is_file():
+    try:
+      value = load(path)
+      if value is not None:
+        _log.info('%s from %s', what, path)
+        return value
+    except Exception as e:  # pylint: disable=broad-except  (any damage means: rebuild)
+      _log.warning('discarding unreadable cache entry %s (%s)', path, e)
+      path.unlink(missing_ok=True)
+  value = build()
+  if path is not None:
+    try:
+      _write_atomically(path, lambda tmp: write(value, tmp))
+    except OSError as e:
+      _log.warning('not caching %s at %s: %s', what, path, e)
+  return value
 
 
 def cached(label: str, source: os.PathLike | str, params: Mapping[str, Any],
@@ -73,24 +111,25 @@ def cached(label: str, source: os.PathLike | str, params: Mapping[str, Any],
     params: everything else that changes the result (reader, split, image size, ...).
     build: decodes the dataset.
   """
-  path = entry_path(label, source, params)
-  if path is not None and path.is_file():
-    try:
-      return load(path)
-    except Exception as e:  # pylint: disable=broad-except  (any damage means: rebuild)
-      _log.warning('discarding unreadable cache entry %s (%s)', path, e)
-      path.unlink(missing_ok=True)
-  dataset = build()
-  if path is not None:
-    try:
-      save(path, dataset)
-    except OSError as e:
-      _log.warning('not caching %s: %s', label, e)
-  return dataset
+  return cached_file(entry_path(label, source, params), build, load=load, write=write_dataset,
+                     what=label)
 
 
-def save(path: Path, dataset: ArrayDataset) -> None:
-  """Writes an entry atomically: a temporary file in the same folder, then a rename."""
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+  """write(tmp) into a temporary .npz next to `path`, then a rename onto `path`."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp.npz')
+  os.close(fd)
+  try:
+    write(Path(tmp))
+    os.replace(tmp, path)  # Readers see either no entry or a complete one.
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def write_dataset(dataset: ArrayDataset, path: Path) -> None:
+  """An uncompressed .npz of the dataset at `path` (write through `cached_file` for atomicity)."""
   arrays = {'images': dataset.images, 'labels': dataset.labels,
             'class_names': np.asarray(list(dataset.class_names), dtype=str),
             'source': np.asarray(dataset.source)}
@@ -99,15 +138,8 @@ def save(path: Path, dataset: ArrayDataset) -> None:
     arrays['domain_names'] = np.asarray(list(dataset.domain_names or ()), dtype=str)
   if dataset.ignore_index is not None:
     arrays['ignore_index'] = np.asarray(dataset.ignore_index)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)  # Readers see either no entry or a complete one.
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  with open(path, 'wb') as f:
+    np.savez(f, **arrays)
 
 
 def load(path: Path) -> ArrayDataset:

@@ -16,11 +16,8 @@ space, dataset, split, ...) and cached as .npz under `$JAXCV_CACHE_DIR/fid_stats
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -183,33 +180,20 @@ def reference_stats(space: FeatureSpace, dataset: str, split: str = 'train', *,
   key = {'version': _CACHE_VERSION, 'space': space.name, 'weights': space.fingerprint,
          'dataset': dataset, 'split': split, 'image_size': image_size, 'count': len(images),
          'content': cache.content_digest(images), 'keep': keep}
-  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-  root = _stats_cache_dir(cache_dir)
-  path = None
-  if root is not None:
-    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', f'{dataset}-{split}-{space.name}')[-80:]
-    path = root / f'{slug}-{digest}.npz'
-    if path.is_file():
-      try:
-        stats = ReferenceStats.load(path)
-        if stats.feature_space == space.name:
-          log.info('reference statistics from %s', path)
-          return stats
-      except Exception as e:  # pylint: disable=broad-except
-        log.warning('unreadable reference statistics %s (%s); recomputing', path, e)
-  log.info('computing %s statistics of %s:%s (%d images)', space.name, dataset, split,
-           len(images))
-  stats = feature_stats(space, _array_batches(images, batch_size), keep=keep).to_reference(
-      **{k: v for k, v in key.items() if k != 'version'})
-  if path is not None:
-    try:
-      path.parent.mkdir(parents=True, exist_ok=True)
-      tmp = path.with_suffix('.tmp.npz')
-      stats.save(tmp)
-      os.replace(tmp, path)
-    except OSError as e:
-      log.warning('could not cache reference statistics at %s: %s', path, e)
-  return stats
+
+  def compute() -> ReferenceStats:
+    log.info('computing %s statistics of %s:%s (%d images)', space.name, dataset, split,
+             len(images))
+    return feature_stats(space, _array_batches(images, batch_size), keep=keep).to_reference(
+        **{k: v for k, v in key.items() if k != 'version'})
+
+  def load(path) -> Optional[ReferenceStats]:
+    stats = ReferenceStats.load(path)
+    return stats if stats.feature_space == space.name else None
+
+  path = cache.keyed_path(_stats_cache_dir(cache_dir), f'{dataset}-{split}-{space.name}', key)
+  return cache.cached_file(path, compute, load=load, write=lambda stats, tmp: stats.save(tmp),
+                           what=f'{space.name} reference statistics of {dataset}:{split}')
 
 
 def load_reference(path: str) -> ReferenceStats:

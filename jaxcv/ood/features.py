@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -210,32 +207,18 @@ def dataset_features(classifier: Classifier, data: ArrayDataset, name: str, *,
   """`extract` of a loaded split `data` (labels included), read from / written to `cache_dir`
   when given. `name` ('cifar10:test', 'mnist:test[1000,seed=0]') goes into the key and the
   FeatureSet; a changed image content changes the key, so does another checkpoint step."""
-  path = None
-  if cache_dir is not None:
-    key = {'version': _CACHE_VERSION, 'checkpoint': classifier.checkpoint,
-           'step': classifier.step, 'ema': classifier.use_ema, 'dataset': name,
-           'count': len(data), 'content': cache.content_digest(data.images),
-           'image_shape': None if image_shape is None else list(image_shape), 'layers': layers}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', f'{name}-{classifier.name}')[-80:]
-    path = Path(cache_dir).expanduser() / f'{slug}-{digest}.npz'
-    if path.is_file():
-      try:
-        log.info('features of %s from %s', name, path)
-        return FeatureSet.load(path, classifier.head)
-      except Exception as e:  # pylint: disable=broad-except  (any damage means: recompute)
-        log.warning('unreadable feature cache %s (%s); recomputing', path, e)
-  log.info('extracting features of %s (%d images)', name, len(data))
-  labels = np.asarray(data.labels)
-  labels = labels if labels.ndim == 1 else None  # Class labels only, not segmentation maps.
-  fs = extract(classifier, data.images, labels, image_shape=image_shape,
-               batch_size=batch_size, layers=layers, name=name)
-  if path is not None:
-    try:
-      path.parent.mkdir(parents=True, exist_ok=True)
-      tmp = path.with_suffix('.tmp.npz')
-      fs.save(tmp)
-      os.replace(tmp, path)
-    except OSError as e:
-      log.warning('could not cache features at %s: %s', path, e)
-  return fs
+  key = {'version': _CACHE_VERSION, 'checkpoint': classifier.checkpoint,
+         'step': classifier.step, 'ema': classifier.use_ema, 'dataset': name,
+         'count': len(data), 'content': cache.content_digest(data.images),
+         'image_shape': None if image_shape is None else list(image_shape), 'layers': layers}
+
+  def compute() -> FeatureSet:
+    log.info('extracting features of %s (%d images)', name, len(data))
+    labels = np.asarray(data.labels)
+    labels = labels if labels.ndim == 1 else None  # Class labels only, not segmentation maps.
+    return extract(classifier, data.images, labels, image_shape=image_shape,
+                   batch_size=batch_size, layers=layers, name=name)
+
+  path = cache.keyed_path(cache_dir, f'{name}-{classifier.name}', key)
+  return cache.cached_file(path, compute, load=lambda p: FeatureSet.load(p, classifier.head),
+                           write=lambda fs, tmp: fs.save(tmp), what=f'features of {name}')

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -54,23 +53,8 @@ def _digest(dataset: ArrayDataset) -> str:
 def _cached(label: str, params: dict[str, Any], base: ArrayDataset,
             build: Callable[[], ArrayDataset]) -> ArrayDataset:
   """build(), or the cache entry for (params, base content) when there is a valid one."""
-  root = cache.cache_dir()
-  if root is None:
-    return build()
-  key = json.dumps({'params': params, 'base': _digest(base)}, sort_keys=True)
-  path = root / f'{label}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz'
-  if path.is_file():
-    try:
-      return cache.load(path)
-    except Exception as e:  # pylint: disable=broad-except  (any damage means: rebuild)
-      _log.warning('discarding unreadable cache entry %s (%s)', path, e)
-      path.unlink(missing_ok=True)
-  dataset = build()
-  try:
-    cache.save(path, dataset)
-  except OSError as e:
-    _log.warning('not caching %s: %s', label, e)
-  return dataset
+  path = cache.keyed_path(cache.cache_dir(), label, {'params': params, 'base': _digest(base)})
+  return cache.cached_file(path, build, load=cache.load, write=cache.write_dataset, what=label)
 
 
 def poisoned(base: ArrayDataset, method: str = 'cuda', pb: float = 0.3, seed: int = 0,
