@@ -48,7 +48,13 @@ Size = Optional[tuple[int, int]]
 Reader = Callable[[Path, str, Size], ArrayDataset]
 
 DATA_DIR_ENV = 'JAXCV_DATA_DIR'
+# DomainBed's image datasets: its data folder name, and its environment folders in DomainBed's
+# order (sorted as strings, as its MultipleEnvironmentImageFolder sorts them).
 PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')
+VLCS_DOMAINS = ('Caltech101', 'LabelMe', 'SUN09', 'VOC2007')
+OFFICE_HOME_DOMAINS = ('Art', 'Clipart', 'Product', 'Real World')
+TERRA_INCOGNITA_DOMAINS = ('location_100', 'location_38', 'location_43', 'location_46')
+DOMAIN_NET_DOMAINS = ('clipart', 'infograph', 'painting', 'quickdraw', 'real', 'sketch')
 ROTATED_MNIST_ENVS = ('0', '15', '30', '45', '60', '75')  # As jaxcv/domain_generalization/mnist.py.
 COLORED_MNIST_ENVS = ('+90%', '+80%', '-90%')
 
@@ -128,6 +134,13 @@ def _domainbed(p: Path, split: str, size: Size) -> ArrayDataset:
   return sources.read_domainbed(p, None if split == 'all' else [split], size)
 
 
+def _domainbed_spec(folder: str, domains: tuple[str, ...], origin: str) -> _Spec:
+  """A DomainBed image dataset in its published layout `<folder>/<domain>/<class>/<image>`."""
+  return _Spec(('all',) + domains, (_Place(folder, _domainbed),),
+               f'{origin}, arranged as {folder}/<domain>/<class>/<image> with domains '
+               f'{", ".join(domains)}')
+
+
 def _segmentation(p: Path, split: str, size: Size) -> ArrayDataset:
   return sources.read_segmentation_folder(p, split, size)
 
@@ -179,6 +192,16 @@ DATASETS: dict[str, _Spec] = {
         _Place('pacs-96.tar.gz', _domainbed),
     ), 'PACS (https://domaingeneralization.github.io/, or DomainBed\'s download script) arranged '
        'as PACS/<domain>/<class>/*.jpg'),
+    'vlcs': _domainbed_spec('VLCS', VLCS_DOMAINS, 'VLCS (DomainBed\'s download script)'),
+    'office_home': _domainbed_spec('office_home', OFFICE_HOME_DOMAINS,
+                                   'Office-Home (https://www.hemanthdv.org/officeHomeDataset.html, '
+                                   'or DomainBed\'s download script)'),
+    'terra_incognita': _domainbed_spec('terra_incognita', TERRA_INCOGNITA_DOMAINS,
+                                       'Caltech Camera Traps (DomainBed\'s download script keeps '
+                                       'locations 38, 43, 46, 100 and 10 classes)'),
+    'domain_net': _domainbed_spec('domain_net', DOMAIN_NET_DOMAINS,
+                                  'DomainNet (http://ai.bu.edu/M3SDA/, or DomainBed\'s download '
+                                  'script, which also removes its listed duplicates)'),
     'rotated_mnist': _Spec(('all',) + ROTATED_MNIST_ENVS, (
         _mnist_envs('rotated', 'mnist'), _mnist_envs('rotated', ''),
     ), 'DomainBed\'s RotatedMNIST, built from MNIST train + test: the four idx files (see mnist)'),
