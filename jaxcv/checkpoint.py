@@ -6,8 +6,9 @@ saved on 8 devices resumes on 1. A latest checkpoint that cannot be read (a part
 corrupt file) is skipped with a warning in favour of the previous one; nothing is ever deleted
 here except by orbax's keep-the-last-N policy after a successful save.
 
-Another run's weights are read with `load_pretrained` (the raw state pytree) or, for tools that
-evaluate or reuse a run, `load_run_weights` (its parameters, EMA or not, and its config.json).
+Another run's weights are read with `load_pretrained` (the raw state pytree) or
+`load_run_weights` (its parameters, EMA or not, and its config.json): the low-level pieces under
+`jaxcv.inference.load_run`, which tools that evaluate or reuse a run use.
 """
 
 from __future__ import annotations
@@ -181,12 +182,14 @@ class RunWeights:
 
 
 def load_run_weights(path: Union[str, os.PathLike], use_ema: Optional[bool] = None, *,
-                     default_use_ema: Optional[bool] = None) -> RunWeights:
+                     default_use_ema: Optional[bool] = None, what: str = '') -> RunWeights:
   """The newest readable weights of the run at `path` (as in `load_pretrained`) with its config.
 
   `use_ema` as in `choose_weights`. When it is None the EMA parameters are taken if present and
   `default_use_ema` is true; `default_use_ema` None follows the run's `eval_with_ema` (True when
-  the run config does not set it or cannot be found).
+  the run config does not set it or cannot be found). `what` names the request in the error
+  when EMA weights are required and missing. Most callers want `jaxcv.inference.load_run`,
+  which builds on this.
   """
   found = find_run_config(path)
   run_dir, config = found if found is not None else (None, None)
@@ -194,6 +197,6 @@ def load_run_weights(path: Union[str, os.PathLike], use_ema: Optional[bool] = No
   if default_use_ema is None:
     default_use_ema = bool((config or {}).get('eval_with_ema', True))
   params, used_ema = choose_weights(raw, use_ema, default_use_ema=default_use_ema,
-                                    what=f'use_ema=True: checkpoint {path}')
+                                    what=what or f'use_ema=True: checkpoint {path}')
   return RunWeights(params=params, model_state=dict(raw.get('model_state') or {}), step=step,
                     used_ema=used_ema, run_dir=run_dir, config=config)

@@ -21,8 +21,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxcv import averaging
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import config as config_lib
+from jaxcv import inference
 from jaxcv import metrics as metrics_lib
 from jaxcv import optim
 from jaxcv import parallel
@@ -63,8 +65,6 @@ def build_train_step(config, task, loader, tx: optax.GradientTransformation,
 
   Public so benchmarks and tools can time exactly the step `run` uses.
   """
-  ema_decay = config.ema_decay
-
   def train_step(state: TrainState, inputs):
     batch = loader.get_batch(inputs, state.step)
     if getattr(task, 'wants_example_ids', False):
@@ -77,10 +77,10 @@ def build_train_step(config, task, loader, tx: optax.GradientTransformation,
         state.params, state.model_state, state.extra, batch, loss_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema_params = (optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
-                  if ema_decay else None)
     new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                              opt_state=opt_state, ema_params=ema_params)
+                              opt_state=opt_state)
+    new_state = averaging.update(config, task, new_state, batch,
+                                 jax.random.fold_in(loss_rng, 1))
     new_state = task.after_update(new_state)
     # 'loss' is always the differentiated scalar: the NaN guard below reads it.
     step_metrics = {**step_metrics, 'loss': loss, 'learning_rate': schedule(state.step),
@@ -130,6 +130,16 @@ def _average(buffer: list[dict]) -> dict[str, float]:
           for k in values[0]}
 
 
+def open_data(config):
+  """(training data, DataInfo). An evaluation-only run (total_steps=0 from init_checkpoint)
+  takes the DataInfo saved with that run and reads no training split: (None, info)."""
+  if config.total_steps == 0 and config.init_checkpoint:
+    info = inference.stored_data_info(config.init_checkpoint)
+    if info is not None:
+      return None, info
+  return open_train_data(config)
+
+
 @dataclasses.dataclass
 class Parts:
   """What the loop is built from; `build_parts` makes them for `run` and for benchmarks."""
@@ -144,8 +154,10 @@ class Parts:
 def build_parts(config, train_data, info, mesh, total_steps: int) -> Parts:
   """Task (prepared with the training images), optimizer, schedule and initial sharded state."""
   task = build_task(config, info)
-  # Data-dependent initialisation (e.g. a whitening stem) sees the training images first.
-  task.prepare(getattr(train_data, 'images', None))
+  # Data-dependent initialisation (e.g. a whitening stem) sees the training images first; an
+  # evaluation-only run without training data takes every variable from its checkpoint.
+  if train_data is not None:
+    task.prepare(getattr(train_data, 'images', None))
   rng = jax.random.key(config.seed)
   abstract_params = jax.eval_shape(lambda r: task.init_variables(r)[0], rng)
   schedule = optim.build_schedule(config, total_steps)
@@ -156,7 +168,8 @@ def build_parts(config, train_data, info, mesh, total_steps: int) -> Parts:
     params, model_state = task.init_variables(params_rng)
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, model_state=dict(model_state),
-        opt_state=tx.init(params), ema_params=params if config.ema_decay else None,
+        opt_state=tx.init(params), ema_params=params if averaging.enabled(config) else None,
+        ema_model_state=dict(model_state) if averaging.keeps_model_state(config) else None,
         extra=task.init_extra(extra_rng, params, model_state))
 
   abstract_state = jax.eval_shape(init_state, rng)
@@ -186,7 +199,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
            dict(mesh.shape))
 
   # ---------------------------------------------------------------- data
-  train_data, info = open_train_data(config)
+  train_data, info = open_data(config)
+  if is_main:
+    inference.save_data_info(info, workdir)  # Lets tools rebuild the task without the data.
   parallel.check_batch_size(config.batch_size, mesh)
   steps_per_epoch = max(info.num_train_examples // config.batch_size, 1)
   total_steps = total_steps_for(config, steps_per_epoch)
@@ -223,7 +238,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         params=params,
         model_state=jax.device_put(model_state, shardings.model_state, may_alias=False),
         ema_params=(jax.device_put(params, shardings.params, may_alias=False)
-                    if config.ema_decay else None))
+                    if averaging.enabled(config) else None),
+        ema_model_state=(jax.device_put(model_state, shardings.model_state, may_alias=False)
+                         if averaging.keeps_model_state(config) else None))
     log.info('initialised from %s (step %d)', config.init_checkpoint, from_step)
   start_step = int(state.step)
 
@@ -241,7 +258,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     return step_fns[num_steps]
 
   # ---------------------------------------------------------------- evaluators
-  evaluators = build_evaluators(config, task, mesh)
+  evaluators = build_evaluators(config, task, mesh, workdir=workdir)
   writer = metrics_lib.MetricWriter(workdir)
 
   def evaluate(state, step) -> dict[str, float]:

@@ -15,6 +15,7 @@ import ml_collections
 import optax
 
 from jaxcv import attacks
+from jaxcv import inference
 from jaxcv.errors import ConfigError
 from jaxcv.tasks.base import TrainState
 from jaxcv.losses import cross_entropy
@@ -113,10 +114,11 @@ class AdversarialTask(ClassificationTask):
     return state
 
   def from_pretrained(self, params, model_state, pretrained):
-    """Starts from a plain or an AFD run (D1 folded into the head), its EMA weights if asked."""
-    from jaxcv.tasks import afd  # A cycle otherwise: afd builds on this module.
-    source, source_state = afd.pretrained_plain_variables(
-        pretrained, use_ema=self.config.adversarial.init_from == 'ema')
+    """Starts from any classifier run exported as a plain network (an AFD run with D1 folded
+    into the head), its EMA weights if asked."""
+    del pretrained  # Read again through the run's own task, which knows how to export it.
+    weights = 'ema' if self.config.adversarial.init_from == 'ema' else 'plain'
+    source, source_state = inference.classifier_variables(self.config.init_checkpoint, weights)
     return super().from_pretrained(
         params, model_state, {'params': source, 'model_state': source_state})
 

@@ -26,7 +26,7 @@ Update rules (`config.afd.mode`):
 The teacher (frozen natural model) travels in the model state under 'teacher', so that it is
 checkpointed with the run and filled from `init_checkpoint` (or `afd.teacher_checkpoint`).
 Inference uses the D1 path only; `fold_disentangler` folds D1 into the head (W' = D1 W) and gives
-a plain network's parameters.
+a plain network's parameters (`AFDTask.export_classifier`, used by `jaxcv.inference`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxcv import checkpoint as checkpoint_lib
+from jaxcv import inference
 from jaxcv.errors import ConfigError
 from jaxcv.tasks.adversarial import AdversarialTask
 from jaxcv.tasks.classification import classification_metrics, cross_entropy
@@ -128,17 +128,6 @@ def is_disentangled(params: Mapping[str, Any]) -> bool:
   return isinstance(params, Mapping) and 'disentangler' in params and 'model' in params
 
 
-def pretrained_plain_variables(pretrained: Mapping[str, Any], use_ema: bool = False):
-  """(params, model_state) of a plain network from any run's raw checkpoint: EMA weights when
-  asked (and present), D1 folded in for AFD runs, the AFD teacher dropped."""
-  params, _ = checkpoint_lib.choose_weights(
-      pretrained, use_ema, what='adversarial.init_from=ema: the init_checkpoint')
-  model_state = {k: v for k, v in (pretrained.get('model_state') or {}).items() if k != TEACHER}
-  if is_disentangled(params):
-    params = fold_disentangler(params)
-  return params, model_state
-
-
 # ------------------------------------------------------------------ the tasks
 
 class AFDTask(AdversarialTask):
@@ -170,20 +159,28 @@ class AFDTask(AdversarialTask):
   def from_pretrained(self, params, model_state, pretrained):
     if is_disentangled(pretrained['params']):  # Another AFD run: take all of it.
       return super(AdversarialTask, self).from_pretrained(params, model_state, pretrained)
-    use_ema = self.config.adversarial.init_from == 'ema'
-    plain, plain_state = pretrained_plain_variables(pretrained, use_ema)
+    weights = 'ema' if self.config.adversarial.init_from == 'ema' else 'plain'
     own_state, _ = self.split_state(model_state)
-    plain, plain_state = super(AdversarialTask, self).from_pretrained(
-        params['model'], own_state, {'params': plain, 'model_state': plain_state})
+
+    def plain_start(path, weights):
+      source, source_state = inference.classifier_variables(path, weights)
+      return super(AdversarialTask, self).from_pretrained(
+          params['model'], own_state, {'params': source, 'model_state': source_state})
+
+    plain, plain_state = plain_start(self.config.init_checkpoint, weights)
     teacher = {'params': plain, **plain_state}
     if self.config.afd.teacher_checkpoint:
-      raw, _ = checkpoint_lib.load_pretrained(self.config.afd.teacher_checkpoint)
-      t_params, t_state = pretrained_plain_variables(raw, use_ema=False)
-      t_params, t_state = super(AdversarialTask, self).from_pretrained(
-          params['model'], own_state, {'params': t_params, 'model_state': t_state})
+      t_params, t_state = plain_start(self.config.afd.teacher_checkpoint, 'plain')
       teacher = {'params': t_params, **t_state}
     new_params = {'model': plain, 'disentangler': params['disentangler']}
     return new_params, {**plain_state, TEACHER: teacher}
+
+  def export_classifier(self, variables):
+    """The D1 path as a plain network: D1 folded into the head, the teacher dropped."""
+    variables = dict(variables)
+    params = variables.pop('params')
+    variables.pop(TEACHER, None)
+    return super().export_classifier({'params': fold_disentangler(params), **variables})
 
   # --- forward pieces
   def _head_fn(self, model_params):

@@ -32,12 +32,17 @@ class TrainState:
   params: Any
   model_state: Any  # Mutable model collections, e.g. {'batch_stats': ...}; {} when none.
   opt_state: Any
-  ema_params: Any = None  # Exponential moving average of params, when config.ema_decay > 0.
+  ema_params: Any = None  # Average of params (EMA or uniform: jaxcv/averaging.py), when kept.
   extra: Any = None  # Task-owned state: frozen teacher, discriminator, ...
+  # The averaged params' own model state (BatchNorm statistics refreshed for them); None: they
+  # are evaluated with `model_state`.
+  ema_model_state: Any = None
 
   def eval_variables(self, use_ema: bool = True) -> dict:
-    params = self.ema_params if (use_ema and self.ema_params is not None) else self.params
-    return {'params': params, **self.model_state}
+    if use_ema and self.ema_params is not None:
+      model_state = self.model_state if self.ema_model_state is None else self.ema_model_state
+      return {'params': self.ema_params, **model_state}
+    return {'params': self.params, **self.model_state}
 
 
 def _merge(tree: dict, override: Mapping) -> dict:
@@ -149,7 +154,27 @@ class Task:
     """Hook after each optimizer update, e.g. to refresh task-owned extra state."""
     return state
 
+  def refresh_model_state(self, params, model_state, batch, rng) -> dict:
+    """`model_state` (BatchNorm statistics) after a train-mode forward pass of `params` on the
+    batch, the parameters unchanged: how averaged weights keep statistics of their own
+    (config.averaging.batch_stats, jaxcv/averaging.py)."""
+    _, new_model_state = self.model.apply(
+        {'params': params, **model_state}, batch['image'], train=True, rngs={'dropout': rng},
+        mutable=list(model_state.keys()))
+    return dict(new_model_state)
+
   # --- evaluation --------------------------------------------------------------------------
   def predict_fns(self) -> dict[str, PredictFn]:
     """Named functions (variables, float images in [0, 1]) -> outputs, for evaluators."""
     return {}
+
+  def export_classifier(self, variables: Mapping[str, Any]) -> tuple[nn.Module, dict]:
+    """(model, variables) of a plain classifier equivalent to this task's network, for tools
+    (OOD detection, feature spaces, attacks; `jaxcv.inference`). The default: the task's model
+    as it is, when it is a classifier (has `head` parameters). Tasks whose parameters are not a
+    plain network (AFD's disentangler) override this."""
+    params = variables.get('params')
+    if not isinstance(params, Mapping) or 'head' not in params:
+      raise ConfigError(f'task {type(self).__name__} ({self.config.task!r}) has no classifier '
+                        'to export: its parameters have no `head`')
+    return self.model, dict(variables)
