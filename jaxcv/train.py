@@ -261,12 +261,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   evaluators = build_evaluators(config, task, mesh, workdir=workdir)
   writer = metrics_lib.MetricWriter(workdir)
 
+  uses_average = {name: averaging.evaluator_uses_average(config, name) for name in evaluators}
+
   def evaluate(state, step) -> dict[str, float]:
-    variables = state.eval_variables(config.eval_with_ema)
     results = {}
     for name, evaluator in evaluators.items():
       t0 = time.perf_counter()
-      for metric, value in evaluator.run(variables):
+      for metric, value in evaluator.run(state.eval_variables(uses_average[name])):
         results[f'{name}/{metric}'] = value
       results[f'{name}/seconds'] = time.perf_counter() - t0
     if results:
