@@ -79,6 +79,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   c.ema_decay = 0.0  # 0 disables the EMA of parameters.
   c.eval_with_ema = True  # Evaluate the EMA parameters when there are any.
+  # The average kept in ema_params: 'ema' (ema_decay) or 'uniform' (the mean of the iterates
+  # from start_step on); batch_stats: the model state it is evaluated with. See jaxcv/averaging.py.
+  c.averaging = ml_collections.ConfigDict(
+      {'kind': 'ema', 'start_step': 1, 'batch_stats': 'online'})
   c.dtype = 'float32'  # Compute dtype: float32 | bfloat16 (parameters stay float32).
 
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1})
@@ -223,6 +227,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.total_steps is None or config.total_steps >= 0, 'total_steps must be >= 0')
   need(config.dtype in _DTYPES, f'dtype must be one of {_DTYPES}, got {config.dtype!r}')
   need(0.0 <= config.ema_decay < 1.0, f'ema_decay must be in [0, 1), got {config.ema_decay}')
+  from jaxcv import averaging  # pylint: disable=import-outside-toplevel  (imports jax)
+  averaging.check(config)
   need(config.data.loader in ('device', 'streaming'),
        f"data.loader must be 'device' or 'streaming', got {config.data.loader!r}")
   need(config.log_every_steps > 0, 'log_every_steps must be positive')
