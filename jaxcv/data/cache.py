@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxcv.data.dataset import ArrayDataset
 
-_FORMAT_VERSION = 1  # Bump when the layout of entries or a reader's output changes.
+_FORMAT_VERSION = 2  # Bump when the layout of entries or a reader's output changes.
 _log = logging.getLogger(__name__)
 T = TypeVar('T')
 

@@ -24,7 +24,8 @@ name above, or another derived one) with a function from a capability module lis
 
 rotated_mnist and colored_mnist are DomainBed's RotatedMNIST / ColoredMNIST, built from the MNIST
 idx files (jaxcv/domain_generalization/mnist.py); their splits are 'all' (every environment, with
-domain ids) and the environment names.
+domain ids) and the environment names. `rotated_mnist(seed=N)` builds them as DomainBed's train.py
+does under `--seed N` (default 0, DomainBed's default).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class _Spec:
   splits: tuple[str, ...]
   places: tuple[_Place, ...]
   origin: str  # Where a user gets the data.
+  # Options the name takes as NAME(k=v,...), with their defaults; passed to the readers.
+  options: dict = dataclasses.field(default_factory=dict)
 
 
 def _folder(mode: Optional[str] = 'RGB') -> Reader:
@@ -121,9 +124,9 @@ def _idx_files(p: Path, split: str) -> str:
 
 def _mnist_envs(kind: str, folder: str) -> _Place:
   """DomainBed's RotatedMNIST / ColoredMNIST from the MNIST idx files in `folder`."""
-  def read(p, split, size):
+  def read(p, split, size, seed):
     from jaxcv.domain_generalization import mnist  # pylint: disable=g-import-not-at-top
-    return sources.resize(mnist.read(kind, p, split), size)
+    return sources.resize(mnist.read(kind, p, split, seed), size)
   exists = lambda p, split: p.is_dir() and all(sources.find_idx_files(p, s)
                                                 for s in ('train', 'test'))
   return _Place(folder, read, exists=exists,
@@ -204,10 +207,12 @@ DATASETS: dict[str, _Spec] = {
                                   'script, which also removes its listed duplicates)'),
     'rotated_mnist': _Spec(('all',) + ROTATED_MNIST_ENVS, (
         _mnist_envs('rotated', 'mnist'), _mnist_envs('rotated', ''),
-    ), 'DomainBed\'s RotatedMNIST, built from MNIST train + test: the four idx files (see mnist)'),
+    ), 'DomainBed\'s RotatedMNIST, built from MNIST train + test: the four idx files (see mnist)',
+        options={'seed': 0}),
     'colored_mnist': _Spec(('all',) + COLORED_MNIST_ENVS, (
         _mnist_envs('colored', 'mnist'), _mnist_envs('colored', ''),
-    ), 'DomainBed\'s ColoredMNIST, built from MNIST train + test: the four idx files (see mnist)'),
+    ), 'DomainBed\'s ColoredMNIST, built from MNIST train + test: the four idx files (see mnist)',
+        options={'seed': 0}),
     'camvid': _Spec(('train', 'val', 'test'), (
         _Place('camvid', _segmentation),
         _Place('camvid-180x240.tar.gz', _segmentation),
@@ -303,6 +308,7 @@ def load_dataset(name: str, split: str, data_dir: Optional[str | os.PathLike] = 
     return _load_generic(kind, arg, split, data_dir, size)
   if kind == 'synthetic':
     return _load_synthetic(arg, split, size)
+  name, options = _name_options(name)
   spec = DATASETS.get(name)
   if spec is None:
     raise DatasetNotFoundError(f'unknown dataset {name!r}; known: {", ".join(known_datasets())}')
@@ -319,15 +325,33 @@ def load_dataset(name: str, split: str, data_dir: Optional[str | os.PathLike] = 
       continue
     tried.append(place.what(path, split) if place.what else str(path))
     if place.exists(path, split):
-      return _read(name, place, path, split, size)
+      return _read(name, place, path, split, size, options)
   raise DatasetNotFoundError(_missing_message(name, split, spec, data_dir, tried))
 
 
-def _read(name: str, place: _Place, path: Path, split: str, size: Size) -> ArrayDataset:
-  build = lambda: place.read(path, split, size)
+_NAME_OPTIONS = re.compile(r'^(\w+)\(([^()]*)\)$')
+
+
+def _name_options(name: str) -> tuple[str, dict]:
+  """'rotated_mnist(seed=3)' -> ('rotated_mnist', {'seed': 3}); a name that takes options and
+  has none gets their defaults."""
+  match = _NAME_OPTIONS.match(name)
+  base, text = match.groups() if match else (name, None)
+  spec = DATASETS.get(base)
+  if spec is None:
+    return name, {}  # load_dataset names the unknown dataset.
+  if match and not spec.options:
+    raise DatasetNotFoundError(f'dataset {base!r} takes no options: {name!r}')
+  return base, parse_derived_options(base, text, spec.options) if spec.options else {}
+
+
+def _read(name: str, place: _Place, path: Path, split: str, size: Size,
+          options: Optional[dict] = None) -> ArrayDataset:
+  build = lambda: place.read(path, split, size, **(options or {}))
   if not place.cache:
     return build()
-  params = {'dataset': name, 'place': place.pattern, 'split': split, 'image_size': size}
+  params = {'dataset': name, 'place': place.pattern, 'split': split, 'image_size': size,
+            **(options or {})}
   return cache.cached(f'{name}-{split}', path, params, build)
 
 

@@ -6,7 +6,9 @@ on machines without it.
 
 Ordering is deterministic everywhere: classes (and domains) sorted by name, files inside a class
 in natural order (digit runs compare as numbers, so `k.jpg` is the k-th image and `val_9` comes
-before `val_10`).
+before `val_10`), except in DomainBed's trees (read_domainbed), whose files are in torchvision
+ImageFolder's order (names sorted as plain strings: '1.jpg', '10.jpg', '2.jpg'), which DomainBed's
+splits index into.
 """
 
 from __future__ import annotations
@@ -187,15 +189,23 @@ def _tar_tree(path: PathLike, prefix: str = '',
   return files, dirs
 
 
-def _group_by_class(files: Mapping[str, _Blob], dirs: Iterable[str]
+def imagefolder_key(name: str) -> str:
+  """torchvision ImageFolder's order of the files in a class folder: `sorted(fnames)`, i.e.
+  plain string (code point) order."""
+  return name
+
+
+def _group_by_class(files: Mapping[str, _Blob], dirs: Iterable[str],
+                    file_key: Callable[[str], Any] = natural_key
                     ) -> tuple[list[str], list[str], np.ndarray]:
-  """From `class/file` entries: (sorted class names, file keys in order, int32 labels)."""
+  """From `class/file` entries: (sorted class names, file keys ordered by `file_key` of the
+  file name inside each class, int32 labels)."""
   classes = sorted({d for d in dirs if '/' not in d} | {k.split('/')[0] for k in files
                                                         if k.count('/') == 1})
   keys, labels = [], []
   for label, name in enumerate(classes):
     members = [k for k in files if k.count('/') == 1 and k.startswith(name + '/')]
-    members.sort(key=lambda k: natural_key(k.split('/')[1]))
+    members.sort(key=lambda k: file_key(k.split('/')[1]))
     keys += members
     labels += [label] * len(members)
   return classes, keys, np.asarray(labels, np.int32)
@@ -277,7 +287,9 @@ def read_domainbed(root_or_tar: PathLike, domains: Optional[Sequence[str]] = Non
   """Reads a DomainBed tree `<root>/<domain>/<class>/<image>` (folder or tar).
 
   `domain_names` always lists every domain found (sorted), and `domains` indexes into it, so the
-  ids agree whichever subset `domains` selects. Every domain must have the same classes.
+  ids agree whichever subset `domains` selects. Every domain must have the same classes. Inside a
+  domain the order is DomainBed's (torchvision ImageFolder's): classes sorted, then the files of
+  each class sorted as strings.
 
   Args:
     root_or_tar: the folder holding the domain folders, or an archive of it.
@@ -304,7 +316,7 @@ def read_domainbed(root_or_tar: PathLike, domains: Optional[Sequence[str]] = Non
   parts, class_names = [], None
   for d in wanted:
     sub_files, sub_dirs = _subtree(files, dirs, d)
-    classes, keys, labels = _group_by_class(sub_files, sub_dirs)
+    classes, keys, labels = _group_by_class(sub_files, sub_dirs, imagefolder_key)
     if class_names is None:
       class_names, first = classes, d
     elif classes != class_names:

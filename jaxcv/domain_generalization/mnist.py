@@ -1,23 +1,21 @@
-"""DomainBed's synthetic datasets built from MNIST: RotatedMNIST and ColoredMNIST.
+"""DomainBed's synthetic datasets built from MNIST: RotatedMNIST and ColoredMNIST, exactly.
 
 As DomainBed's MultipleEnvironmentMNIST: the 70,000 MNIST images (train then test) are shuffled
-and dealt round-robin into the environments (env i gets shuffled[i::num_envs]), then each
-environment is transformed:
+with `torch.randperm(70000)` from torch's CPU generator after `torch.manual_seed(seed)` (seed =
+DomainBed's train.py `--seed`, default 0) and dealt round-robin into the environments (env i gets
+shuffled[i::num_envs]), then each environment is transformed:
 
 - RotatedMNIST: 6 environments rotated by 0, 15, 30, 45, 60, 75 degrees counter-clockwise with
   PIL's Image.rotate (bilinear, zero fill, same size), which is what torchvision's rotate does to
   the PIL image in DomainBed; 1 channel, the 10 digit classes.
-- ColoredMNIST: 3 environments '+90%', '+80%', '-90%'. Label = (digit < 5) flipped with
-  probability 0.25; colour = label flipped with probability 0.1, 0.2, 0.9; the image is stacked
-  into 2 channels and the channel other than `colour` is zeroed (so channel `colour` holds the
-  digit). Class 1 means "digit < 5" before the label noise.
+- ColoredMNIST: 3 environments '+90%', '+80%', '-90%'. Label = (digit < 5) flipped where
+  `torch.rand(n) < 0.25`; colour = label flipped where `torch.rand(n) < 0.1, 0.2, 0.9`; the
+  image is stacked into 2 channels and the channel other than `colour` is zeroed (so channel
+  `colour` holds the digit). Class 1 means "digit < 5" before the label noise. The draws follow
+  the shuffle in DomainBed's order: env 0's label flips, env 0's colour flips, env 1's, ...
 
-Images stay uint8 (DomainBed divides by 255; the loop's to_float does the same). The random
-numbers come from numpy (np.random.default_rng(CONSTRUCTION_SEED): the shuffle, then for each
-environment in order its label flips and colour flips), not from torch's generator seeded by
-DomainBed's --seed, so the environments are statistically the same but not the same images;
-and they are fixed (seed 0) rather than changing with each run's seed: only the in/out split
-(domainbed(seed=...)) varies across trials.
+torch's random numbers come from torch_rng.py (numpy, no torch at run time), checked against
+torch. Images stay uint8 (DomainBed divides by 255; the loop's to_float does the same).
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import numpy as np
 
 from jaxcv.data import sources
 from jaxcv.data.dataset import ArrayDataset
+from jaxcv.domain_generalization.torch_rng import TorchCPUGenerator
 from jaxcv.errors import DatasetNotFoundError
 
 ROTATIONS = (0, 15, 30, 45, 60, 75)
@@ -37,7 +36,7 @@ COLOR_FLIPS = (0.1, 0.2, 0.9)
 COLORED_ENVS = ('+90%', '+80%', '-90%')
 COLORED_CLASSES = ('digit>=5', 'digit<5')
 LABEL_FLIP = 0.25
-CONSTRUCTION_SEED = 0
+DEFAULT_SEED = 0  # DomainBed's train.py --seed default.
 KINDS = ('rotated', 'colored')
 
 
@@ -58,22 +57,23 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
 
 
 def color(images: np.ndarray, digits: np.ndarray, flip: float,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+          rng: TorchCPUGenerator) -> tuple[np.ndarray, np.ndarray]:
   """One ColoredMNIST environment: (uint8 [N, H, W, 2] images, int32 binary labels)."""
-  labels = (digits < 5).astype(np.int32) ^ (rng.random(len(digits)) < LABEL_FLIP)
-  colors = labels ^ (rng.random(len(digits)) < flip)
+  labels = (digits < 5).astype(np.int32) ^ rng.bernoulli_as_domainbed(LABEL_FLIP, len(digits))
+  colors = labels ^ rng.bernoulli_as_domainbed(flip, len(digits))
   out = np.zeros(images.shape + (2,), np.uint8)
   out[np.arange(len(images)), ..., colors] = images  # The other channel stays zero.
   return out, labels.astype(np.int32)
 
 
 def environments(kind: str, images: np.ndarray, digits: np.ndarray,
-                 only: Optional[int] = None, seed: int = CONSTRUCTION_SEED) -> ArrayDataset:
+                 only: Optional[int] = None, seed: int = DEFAULT_SEED) -> ArrayDataset:
   """All environments of `kind` ('rotated' | 'colored') built from MNIST images [N, H, W] and
-  digit labels, or only environment `only`; domain ids index the environment names."""
+  digit labels, or only environment `only`, as DomainBed builds them under `--seed seed`; domain
+  ids index the environment names."""
   names = ROTATED_ENVS if kind == 'rotated' else COLORED_ENVS
-  rng = np.random.default_rng(seed)
-  shuffle = rng.permutation(len(images))
+  rng = TorchCPUGenerator(seed)
+  shuffle = rng.randperm(len(images))
   parts = []
   for env in range(len(names)):
     take = shuffle[env::len(names)]
@@ -93,13 +93,15 @@ def environments(kind: str, images: np.ndarray, digits: np.ndarray,
                       source=f'{kind}_mnist (DomainBed construction, seed {seed})')
 
 
-def read(kind: str, directory: Path, split: str) -> ArrayDataset:
-  """Split `split` ('all' or an environment name) of rotated_mnist / colored_mnist, from the
-  MNIST idx files in `directory` (the registry's reader: jaxcv/data/registry.py)."""
+def read(kind: str, directory: Path, split: str, seed: int = DEFAULT_SEED) -> ArrayDataset:
+  """Split `split` ('all' or an environment name) of rotated_mnist / colored_mnist under
+  DomainBed's `--seed seed`, from the MNIST idx files in `directory` (the registry's reader:
+  jaxcv/data/registry.py, names `rotated_mnist` and `rotated_mnist(seed=N)`)."""
   names = ROTATED_ENVS if kind == 'rotated' else COLORED_ENVS
   if split != 'all' and split not in names:
     raise DatasetNotFoundError(f'{kind}_mnist has splits all, {", ".join(names)}; not {split!r}')
   images, digits = read_mnist_70k(directory)
-  dataset = environments(kind, images, digits, None if split == 'all' else names.index(split))
+  dataset = environments(kind, images, digits, None if split == 'all' else names.index(split),
+                         seed)
   dataset.source += f' from {directory}'
   return dataset
