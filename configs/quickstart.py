@@ -8,9 +8,8 @@ CIFAR-10 (see jaxcv/data/sample/PROVENANCE.md). A few minutes on 2 CPU cores.
 """
 
 from jaxcv import config as config_lib
+from jaxcv.data.statistics import input_normalization
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def get_config(arg=None):
@@ -20,8 +19,8 @@ def get_config(arg=None):
   config.data.augment = 'crop(padding=4)|flip'
   config.model.name = 'resnet_tiny'
   config.model.kwargs.width = arg.width
-  config.model.kwargs.input_mean = CIFAR10_MEAN
-  config.model.kwargs.input_std = CIFAR10_STD
+  config.model.kwargs.input_mean, config.model.kwargs.input_std = (
+      input_normalization(config.data.name))
   config.batch_size = 128
   config.num_epochs = arg.epochs
   config.optimizer.name = 'sgd'

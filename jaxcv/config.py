@@ -9,14 +9,19 @@ argument string follows big_vision: `configs/x.py:variant=b,runlocal` gives
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import os
 import re
+import sys
+import types
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import ml_collections
 from ml_collections import config_dict
 
+from jaxcv import specs
 from jaxcv.errors import ConfigError
 
 placeholder = config_dict.placeholder
@@ -110,10 +115,7 @@ def parse_arg(arg: Optional[str], **defaults) -> ml_collections.ConfigDict:
   result = ml_collections.ConfigDict(defaults)
   if not arg:
     return result
-  for item in arg.split(','):
-    item = item.strip()
-    if not item:
-      continue
+  for item in specs.split(arg, ',', 'config argument'):  # Values may hold commas in brackets.
     key, has_value, raw = item.partition('=')
     if key not in defaults:
       raise ConfigError(f'unknown config argument {key!r}; known: {sorted(defaults)}')
@@ -135,17 +137,62 @@ def parse_arg(arg: Optional[str], **defaults) -> ml_collections.ConfigDict:
   return result
 
 
+def _package_chain(path: Path) -> list[str]:
+  """Names of the packages enclosing `path` (folders with __init__.py), outermost first."""
+  names, folder = [], path.parent
+  while (folder / '__init__.py').is_file():
+    names.insert(0, folder.name)
+    folder = folder.parent
+  return names
+
+
+def load_module(path: str) -> types.ModuleType:
+  """Imports a config or table file so that it can import its siblings (`from . import common`).
+
+  A file inside a package (configs/ is one) is imported under its dotted name; the `configs/...`
+  paths the README shows also resolve in an installed wheel, where configs/ ships as
+  jaxcv.configs. Any other file is loaded on its own.
+  """
+  file = Path(path)
+  if not file.is_file():
+    parts = Path(os.path.normpath(path)).parts
+    if parts and parts[0] == 'configs' and path.endswith('.py'):
+      name = '.'.join(('jaxcv', *parts))[:-3]
+      try:
+        return importlib.import_module(name)
+      except ModuleNotFoundError as e:
+        if not name.startswith(e.name or '?'):  # A missing import inside the file: report it.
+          raise
+    raise ConfigError(f'config file {path!r} does not exist')
+  file = file.resolve()
+  packages = _package_chain(file)
+  if packages:
+    root = str(file.parents[len(packages)])
+    name = '.'.join((*packages, file.stem))
+    try:
+      found = importlib.util.find_spec(packages[0])
+    except (ImportError, ValueError):
+      found = None
+    location = list(found.submodule_search_locations or []) if found else []
+    if not location or Path(location[0]).resolve() != Path(root, packages[0]):
+      sys.path.insert(0, root)  # A package of the user's own: importable from where it is.
+      for module in [m for m in sys.modules
+                     if m == packages[0] or m.startswith(packages[0] + '.')]:
+        del sys.modules[module]  # Another package of that name was imported: use this one.
+    return importlib.import_module(name)
+  module_spec = importlib.util.spec_from_file_location('_jaxcv_config', file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
   """Loads `path/to/config.py[:arg]` via its `get_config(arg)`, applies overrides, validates.
 
   The same function serves `python -m jaxcv.main` and notebooks, so both see the same checks.
   """
   path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ConfigError(f'config file {path!r} does not exist')
-  module_spec = importlib.util.spec_from_file_location('_jaxcv_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_module(path)
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'{path} defines no get_config(arg)')
   config = module.get_config(arg or None)

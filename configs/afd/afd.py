@@ -5,15 +5,9 @@ CIFAR-10 weights alpha=0.05, beta=0.25, gamma=25, the 'clean' update rule by def
   python -m jaxcv.main --config configs/afd/afd.py:init=runs/afd_natural,mode=code_faithful ...
 """
 
-import importlib.util
-import os
+from . import common
 
-_spec = importlib.util.spec_from_file_location(
-    "_afd_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
-
-from jaxcv.tasks.afd import add_afd_config  # noqa: E402
+from jaxcv.tasks.afd import add_afd_config
 
 
 def get_config(arg=None):

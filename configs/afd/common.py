@@ -1,17 +1,13 @@
 """Shared settings of the AFD experiments (method and deviations: docs/afd.md).
 
-Not a config itself: the config files here load it by path (config files are not a package).
+Not a config itself: the config files of this package import it (`from . import common`).
 """
 
-import importlib.util
-import os
-
 from jaxcv import config as config_lib
+from jaxcv.data.statistics import input_normalization
 from jaxcv.errors import ConfigError
 from jaxcv.tasks.adversarial import add_adversarial_config
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 TRAIN_EXAMPLES = {'cifar10': 50_000, 'cifar100': 50_000, 'cifar10_sample': 10_000}
 
 # The evaluation of the paper's code (PGD-20 at step 0.003) next to the common 2/255, and
@@ -20,15 +16,6 @@ PGD_ATTACKS = (('pgd20_s0.003', 'pgd(steps=20, step_size=0.003)'),
                ('pgd20_s2', 'pgd(steps=20, step_size=0.00784313725490196)'))
 AA_PROXY_ATTACKS = (('apgd_ce', 'apgd_ce(steps=100)'),
                     ('apgd_t', 'apgd_t(steps=100, num_targets=9)'))
-
-
-def load_sibling(name: str):
-  """Imports another file of this folder (config files load by path, not as a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-  spec = importlib.util.spec_from_file_location(f'_afd_{name[:-3]}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def base(arg, **defaults):
@@ -41,8 +28,8 @@ def base(arg, **defaults):
   config.data.name = arg.dataset
   config.data.augment = 'crop(padding=4)|flip'
   config.model.name = arg.model
-  config.model.kwargs.input_mean = CIFAR10_MEAN
-  config.model.kwargs.input_std = CIFAR10_STD
+  config.model.kwargs.input_mean, config.model.kwargs.input_std = (
+      input_normalization(config.data.name, default='cifar10'))
   config.dtype = arg.dtype
   config.progress_bar = True
   return config, arg

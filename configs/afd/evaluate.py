@@ -8,16 +8,10 @@ APGD-CE + APGD-T ensemble (jaxcv's AutoAttack proxy), all at L-inf eps 8/255, BN
 Arguments: examples (0 = all 10,000), apgd_steps, targets (APGD-T target classes).
 """
 
-import importlib.util
-import os
+from . import common
 
-_spec = importlib.util.spec_from_file_location(
-    "_afd_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
-
-from jaxcv.errors import ConfigError  # noqa: E402
-from jaxcv.tasks.adversarial import add_adversarial_config  # noqa: E402
+from jaxcv.errors import ConfigError
+from jaxcv.tasks.adversarial import add_adversarial_config
 
 
 def get_config(arg=None):

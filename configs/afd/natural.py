@@ -6,14 +6,7 @@ smoothing 0.1, bf16, batch 512), plus the feature-gap metric at the end (epoch 0
   python -m jaxcv.main --config configs/afd/natural.py:epochs=40 --workdir runs/afd_natural
 """
 
-import importlib.util
-import os
-
-
-_spec = importlib.util.spec_from_file_location(
-    '_afd_common', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py'))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from . import common
 
 
 def get_config(arg=None):

@@ -4,13 +4,7 @@
   python -m jaxcv.main --config configs/afd/vaft.py:init=runs/afd_natural --workdir runs/afd_vaft
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "_afd_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from . import common
 
 
 def get_config(arg=None):

@@ -8,9 +8,8 @@ backbones). Needs CIFAR-10 under the data directory (any of the forms jaxcv.data
 """
 
 from jaxcv import config as config_lib
+from jaxcv.data.statistics import input_normalization
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def get_config(arg=None):
@@ -20,8 +19,8 @@ def get_config(arg=None):
   config.data.name = 'cifar10'
   config.data.augment = 'crop(padding=4)|flip'
   config.model.name = arg.model
-  config.model.kwargs.input_mean = CIFAR10_MEAN
-  config.model.kwargs.input_std = CIFAR10_STD
+  config.model.kwargs.input_mean, config.model.kwargs.input_std = (
+      input_normalization(config.data.name))
   config.dtype = arg.dtype
   config.batch_size = arg.batch
   config.num_epochs = arg.epochs

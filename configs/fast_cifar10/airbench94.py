@@ -13,9 +13,8 @@ import ml_collections
 
 import jaxcv.fast  # noqa: F401 - registers the 'airbench' task and the 'translate' op.
 from jaxcv import config as config_lib
+from jaxcv.data.statistics import input_normalization
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 TRAIN_EXAMPLES = 50_000
 
 
@@ -30,8 +29,8 @@ def get_config(arg=None):
   if arg.train_examples:
     config.data.train_examples = arg.train_examples
   config.model.name = 'airbench94'
-  config.model.kwargs.input_mean = CIFAR10_MEAN
-  config.model.kwargs.input_std = CIFAR10_STD
+  config.model.kwargs.input_mean, config.model.kwargs.input_std = (
+      input_normalization(config.data.name))
   config.dtype = arg.dtype
   config.batch_size = arg.batch
   steps_per_epoch = (arg.train_examples or TRAIN_EXAMPLES) // arg.batch

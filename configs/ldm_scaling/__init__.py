@@ -1,0 +1,1 @@
+"""Experiment configs of ldm_scaling."""
