@@ -108,14 +108,19 @@ class Classifier:
     model: the linen module.
     variables: {'params': ..., plus model state such as 'batch_stats'}.
     name: a short label for file names and tables ('<run folder>@<step>').
-    fingerprint: identifies the weights (cache keys).
+    fingerprint: identifies the weights (cache keys); default: a digest of their values.
     config: the config of the run it came from, when known.
+    checkpoint, step, use_ema: the run folder, step and weights kind, when loaded from a run.
   """
   model: nn.Module
   variables: Any
   name: str = 'classifier'
   fingerprint: str = ''
   config: Optional[ml_collections.ConfigDict] = None
+  # Where the weights came from, when they came from a saved run.
+  checkpoint: str = ''
+  step: int = 0
+  use_ema: bool = False
   # Jitted passes by (kind, input shape, options): splits of one shape compile once.
   _jitted: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -174,7 +179,8 @@ class LoadedRun:
     model, variables = self.task.export_classifier(self.variables)
     tag = 'ema' if self.used_ema else 'plain'
     return Classifier(model, variables, name=self.name, config=self.config,
-                      fingerprint=f'{self.run_dir}@{self.step}:{tag}')
+                      fingerprint=f'{self.run_dir}@{self.step}:{tag}',
+                      checkpoint=str(self.run_dir), step=self.step, use_ema=self.used_ema)
 
 
 def load_run(path: Union[str, os.PathLike], weights: str = 'auto') -> LoadedRun:

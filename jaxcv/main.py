@@ -19,14 +19,31 @@ The config file defines get_config(arg) and may take an argument string after a 
 Override any config value with --config.KEY=VALUE (nested keys with dots), e.g.
   --config.batch_size=256 --config.schedule.lr=0.05 --config.data.data_dir=/data
 Unknown keys and values of the wrong type are errors. A workdir that holds checkpoints is
-resumed; a run with total_steps=0 only evaluates (use init_checkpoint to pick the weights).
+resumed; a run with total_steps=0 only evaluates (use init_checkpoint to pick the weights), e.g.
+the OOD evaluation of a trained run (tables and scores under WORKDIR/ood/):
+  --config configs/ood/evaluate.py:run=runs/x --config.evals.ood.datasets=mnist,dtd10
 Data is read from --config.data.data_dir or the JAXCV_DATA_DIR environment variable.
 """
 
 
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse whose usage mistakes are one `error:` line and exit status 2, like every other
+  user mistake in jaxcv's entry points."""
+
+  def error(self, message):
+    print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+    sys.exit(2)
+
+
+def setup_logging() -> None:
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
+                      datefmt='%H:%M:%S')
+  logging.getLogger('absl').setLevel(logging.WARNING)  # orbax's per-save INFO lines.
+
+
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog='python -m jaxcv.main', description=_HELP,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = ArgumentParser(prog='python -m jaxcv.main', description=_HELP,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--config', required=True, help='path/to/config.py[:arg]')
   parser.add_argument('--workdir', required=True, help='where checkpoints and metrics go')
   parser.add_argument('--distributed', action='store_true',
@@ -46,9 +63,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
-                      datefmt='%H:%M:%S')
-  logging.getLogger('absl').setLevel(logging.WARNING)  # orbax's per-save INFO lines.
+  setup_logging()
   import jax  # pylint: disable=g-import-not-at-top  (device flags must be set first)
   if args.cpu_devices:
     jax.config.update('jax_num_cpu_devices', args.cpu_devices)

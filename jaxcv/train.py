@@ -230,6 +230,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     log.info('resumed from step %d in %s', int(state.step), checkpointer.directory)
   elif config.init_checkpoint:
     raw, from_step = checkpoint_lib.load_pretrained(config.init_checkpoint)
+    if config.get('init_weights', 'plain') == 'ema':  # E.g. evaluating another run's EMA.
+      raw = {**raw, 'params': checkpoint_lib.choose_weights(
+          raw, True, what=f'init_weights=ema: {config.init_checkpoint}')[0]}
     params, model_state = task.from_pretrained(state.params, state.model_state, raw)
     # Fresh buffers for every part (params, model state, EMA): the step donates the state, and a
     # buffer shared by two parts (e.g. a teacher copied from the weights) cannot be donated twice.

@@ -362,4 +362,4 @@ def test_evaluate_end_to_end_with_cache_and_cli(tiny_run, tmp_path, capsys):
   assert 'unknown OOD detector' in capsys.readouterr().err
   assert cli(OOD_DATA, 'msp,energy(temperature=2)', '--out', str(tmp_path / 'cli')) == 0
   assert '| energy(temperature=2.0) |' in capsys.readouterr().out
-  assert (tmp_path / 'cli' / 'ood_results.md').is_file()
+  assert (tmp_path / 'cli' / 'ood' / 'ood_results.md').is_file()  # The evaluator's artefacts.

@@ -9,6 +9,7 @@ the loop then gives it an `Artefacts` writer for `<workdir>/<evaluator name>/`.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from typing import Any, Iterator, Optional, Protocol
@@ -27,6 +28,8 @@ class Evaluator(Protocol):
 
 
 EVALUATORS: dict[str, type] = {}
+# Evaluators imported only when a config names them (they pull in large packages).
+_MODULES = {'ood': 'jaxcv.evaluators.ood'}
 
 
 def register(name: str):
@@ -42,9 +45,11 @@ def build_evaluators(config: ml_collections.ConfigDict, task, mesh: Mesh,
   constructor takes `artefacts` get a writer for `<workdir>/<name>/` (artefacts.py)."""
   evaluators = {}
   for name, eval_config in config.evals.items():
+    if eval_config.type not in EVALUATORS and eval_config.type in _MODULES:
+      importlib.import_module(_MODULES[eval_config.type])
     if eval_config.type not in EVALUATORS:
       raise ConfigError(f'evals.{name}.type={eval_config.type!r} is unknown; known: '
-                        f'{sorted(EVALUATORS)}')
+                        f'{sorted(set(EVALUATORS) | set(_MODULES))}')
     cls = EVALUATORS[eval_config.type]
     kwargs = {}
     if 'artefacts' in inspect.signature(cls).parameters:

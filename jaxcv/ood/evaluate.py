@@ -3,6 +3,10 @@
     python -m jaxcv.ood.evaluate --checkpoint runs/resnet18_cifar10 --id cifar10 \\
         --ood tiny_imagenet_val,dtd10,mnist --detectors msp,energy,mds,vim,knn --out runs/ood
 
+The command is a thin wrapper: it runs the `ood` evaluator (jaxcv/evaluators/ood.py) on the run
+through the single loop, as an evaluation-only run (total_steps=0, init_checkpoint=the run).
+`evaluate_classifier` is the core, `evaluate` its function form for a saved run.
+
 1. One feature pass (features.py) per split, cached: ID-train (the fitting set, optionally a
    random subset), ID-val, ID-test and every OOD set; OOD images are resized to the ID image
    size and converted to the model's channel count inside the pass.
@@ -15,12 +19,12 @@
    OOD sets, and the sanity row ID-val against ID-test, which should be close to AUROC 50.
 
 Writes ood_results.json, ood_results.md (tables) and ood_scores.npz (every detector's scores
-of every split, keyed 'DETECTOR|SPLIT', for ensembles such as BROAD's) under `out_dir`.
+of every split, keyed 'DETECTOR|SPLIT', for ensembles such as BROAD's): the evaluator as its
+artefacts (<workdir>/<evaluator name>/), `evaluate` under `out_dir`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -35,6 +39,7 @@ from jaxcv.data import registry
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError, UserError
 from jaxcv.ood import features as features_lib
+from jaxcv.inference import Classifier
 from jaxcv.ood import metrics as metrics_lib
 from jaxcv.ood.detectors import build_detectors
 from jaxcv.ood.featureset import FeatureSet
@@ -115,43 +120,60 @@ def _id_splits(name: str, train_split: str, test_split: str, val_split: Optional
 def evaluate(checkpoint: str, id_dataset: Optional[str] = None,
              ood_datasets: Union[str, Sequence[str]] = (),
              detectors: Union[str, Sequence[str]] = DEFAULT_DETECTORS, *,
-             data_dir: Optional[str] = None, id_test_split: str = 'test',
-             id_val_split: Optional[str] = None, id_val_examples: int = 1000,
-             fit_examples: Optional[int] = None, ood_examples: Optional[int] = None,
-             batch_size: int = 256, use_ema: Optional[bool] = None, layers: bool = False,
-             cache: Union[bool, str] = True, seed: int = 0,
-             out_dir: Optional[str] = None) -> dict:
-  """Evaluates `detectors` on a run's classifier (module docstring); returns the results dict.
+             use_ema: Optional[bool] = None, out_dir: Optional[str] = None, **options) -> dict:
+  """`evaluate_classifier` of the run saved under `checkpoint` (a workdir, its checkpoints
+  folder or a step folder; `use_ema` None/True/False: weights 'auto'/'ema'/'plain'), the ID
+  dataset, data_dir, image size and train split defaulting to the run's; writes
+  ood_results.json / .md and ood_scores.npz under `out_dir` when given. Returns the results."""
+  build_detectors(detectors)  # Bad names fail before the run is read.
+  classifier = features_lib.load_classifier(checkpoint, use_ema)
+  data = classifier.config.data
+  options.setdefault('data_dir', data.get('data_dir') or None)
+  options.setdefault('image_size', data.get('image_size'))
+  options.setdefault('train_split', data.get('train_split') or 'train')
+  results, scores = evaluate_classifier(classifier, id_dataset or data.get('name'), ood_datasets,
+                                        detectors, **options)
+  if out_dir:
+    write_results(results, scores, out_dir)
+  return results
+
+
+def evaluate_classifier(classifier: Classifier, id_dataset: str,
+                        ood_datasets: Union[str, Sequence[str]] = (),
+                        detectors: Union[str, Sequence[str]] = DEFAULT_DETECTORS, *,
+                        data_dir: Optional[str] = None, image_size: Optional[int] = None,
+                        train_split: str = 'train', id_test_split: str = 'test',
+                        id_val_split: Optional[str] = None, id_val_examples: int = 1000,
+                        fit_examples: Optional[int] = None, ood_examples: Optional[int] = None,
+                        batch_size: int = 256, layers: bool = False,
+                        cache: Union[bool, str] = True,
+                        seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+  """Evaluates `detectors` on `classifier` (module docstring): (results, scores by
+  'DETECTOR|SPLIT'). The core of the `ood` evaluator and of `evaluate`.
 
   Args:
-    checkpoint: a run's workdir (or its checkpoints folder or a step folder).
-    id_dataset: the in-distribution dataset; default: the run's training dataset.
+    classifier: a `jaxcv.inference.Classifier` (e.g. `load_run(run).classifier()`).
+    id_dataset: the in-distribution dataset, read at `image_size` (the run's data.image_size).
     ood_datasets: 'NAME' or 'NAME@SPLIT' each (a comma-separated string or a list).
     detectors: detector specs (`jaxcv.ood.detectors.build_detector`), a string or a list.
-    data_dir: where datasets are; default the run's data.data_dir, then $JAXCV_DATA_DIR.
+    data_dir: where datasets are; default $JAXCV_DATA_DIR.
+    train_split: the ID split detectors are fitted on.
     id_test_split / id_val_split: ID splits; with no id_val_split, `id_val_examples` random
       test images become ID-val.
     fit_examples: fit on this many random ID-train images (default: all).
     ood_examples: evaluate at most this many random images of each OOD set (default: all).
     layers: also extract per-layer pooled features (for `mds(layer=...)`).
     cache: True: cache features under $JAXCV_CACHE_DIR/ood_features; a folder; False: none.
-    out_dir: write ood_results.json / .md and ood_scores.npz there.
   """
   dets = build_detectors(detectors)  # Bad names fail before any data is read.
   ood_specs = split_datasets(ood_datasets) if isinstance(ood_datasets, str) else list(ood_datasets)
   ood_parsed = [parse_dataset(s) for s in ood_specs]
-  classifier = features_lib.load_classifier(checkpoint, use_ema)
-  data_config = classifier.config.get('data') or {}
-  id_dataset = id_dataset or data_config.get('name')
   if not id_dataset:
     raise ConfigError('no ID dataset given and none in the run config')
-  data_dir = data_dir or data_config.get('data_dir') or None
-  image_size = data_config.get('image_size')
   if cache is True:
     cache_dir = features_lib.default_cache_dir()
   else:
     cache_dir = cache or None
-  train_split = data_config.get('train_split') or 'train'
 
   start = time.perf_counter()
   splits = _id_splits(id_dataset, train_split, id_test_split, id_val_split, id_val_examples,
@@ -179,8 +201,8 @@ def evaluate(checkpoint: str, id_dataset: Optional[str] = None,
   extraction_seconds = time.perf_counter() - start
 
   results = {
-      'checkpoint': classifier.checkpoint, 'step': classifier.step, 'use_ema': classifier.use_ema,
-      'id_dataset': id_dataset, 'image_shape': list(image_shape), 'metrics_unit': 'percent',
+      'classifier': classifier.name, 'checkpoint': classifier.checkpoint or None,
+      'step': classifier.step, 'use_ema': classifier.use_ema, 'id_dataset': id_dataset, 'image_shape': list(image_shape), 'metrics_unit': 'percent',
       'splits': {key: {'name': name, 'examples': len(data)} for key, (data, name) in
                  splits.items()},
       'ood_datasets': ood_labels,
@@ -198,9 +220,7 @@ def evaluate(checkpoint: str, id_dataset: Optional[str] = None,
              **_metrics_of(scores, ood_labels), 'seconds': round(time.perf_counter() - t0, 2)}
     results['detectors'][det.spec] = entry
     log.info('%s: %s', det.spec, {k: round(v['auroc'], 2) for k, v in entry['ood'].items()})
-  if out_dir:
-    write_results(results, all_scores, out_dir)
-  return results
+  return results, all_scores
 
 
 def _score_all(det, classifier, feature_sets: dict[str, FeatureSet], splits, image_shape,
@@ -236,7 +256,7 @@ def markdown(results: dict) -> str:
   ID-val vs ID-test sanity column), then the setup."""
   ood = results['ood_datasets']
   splits = results['splits']
-  lines = [f'# OOD evaluation: {Path(results["checkpoint"]).name} (step {results["step"]})', '',
+  lines = [f'# OOD evaluation: {results["classifier"]}', '',
            f'ID: {results["id_dataset"]}, ID-test accuracy {results["id_accuracy"]:.2f} %. '
            'Metrics in percent, as OpenOOD computes them (OOD is the positive class). '
            f'The last column scores ID-val against ID-test: it should be near 50 for AUROC.', '']
@@ -268,44 +288,54 @@ def write_results(results: dict, scores: dict[str, np.ndarray], out_dir: str) ->
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  """Builds the `ood` evaluator's evaluation-only config of the run and runs it through the
+  single loop (jaxcv.train.run); results under <out>/ood/."""
+  from jaxcv.main import ArgumentParser, setup_logging  # pylint: disable=import-outside-toplevel
+  parser = ArgumentParser(prog='python -m jaxcv.ood.evaluate',
+                          description=__doc__.splitlines()[0])
   parser.add_argument('--checkpoint', required=True, help="a jaxcv run's workdir (or a step)")
-  parser.add_argument('--id', dest='id_dataset', default=None,
+  parser.add_argument('--id', dest='id_dataset', default='',
                       help="ID dataset (default: the run's)")
   parser.add_argument('--ood', default='', help='comma-separated NAME or NAME@SPLIT')
   parser.add_argument('--detectors', default=DEFAULT_DETECTORS,
                       help="comma-separated specs, e.g. 'msp,energy(temperature=2),knn(k=50)'")
-  parser.add_argument('--out', default=None, help='folder for ood_results.json/.md and scores')
+  parser.add_argument('--out', default=None,
+                      help='workdir of the evaluation (default <checkpoint>/ood_eval); the '
+                           'tables and scores go to <out>/ood/')
   parser.add_argument('--data_dir', '--data-dir', default=None)
   parser.add_argument('--id_test_split', '--id-test-split', default='test')
-  parser.add_argument('--id_val_split', '--id-val-split', default=None)
+  parser.add_argument('--id_val_split', '--id-val-split', default='')
   parser.add_argument('--id_val_examples', '--id-val-examples', type=int, default=1000)
-  parser.add_argument('--fit_examples', '--fit-examples', type=int, default=None)
-  parser.add_argument('--ood_examples', '--ood-examples', type=int, default=None)
+  parser.add_argument('--fit_examples', '--fit-examples', type=int, default=0)
+  parser.add_argument('--ood_examples', '--ood-examples', type=int, default=0)
   parser.add_argument('--batch_size', '--batch-size', type=int, default=256)
-  parser.add_argument('--ema', dest='use_ema', action=argparse.BooleanOptionalAction,
-                      default=None, help="EMA weights (default: as the run evaluated)")
+  parser.add_argument('--ema', action='store_true',
+                      help='evaluate the EMA weights (default: the trained ones)')
   parser.add_argument('--layers', action='store_true', help='extract per-layer features too')
-  parser.add_argument('--cache_dir', '--cache-dir', default=None,
+  parser.add_argument('--cache_dir', '--cache-dir', default='',
                       help='feature cache folder (default $JAXCV_CACHE_DIR/ood_features)')
   parser.add_argument('--no_cache', '--no-cache', action='store_true')
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
-                      datefmt='%H:%M:%S', stream=sys.stdout, force=True)
-  logging.getLogger('absl').setLevel(logging.WARNING)
-  cache = False if args.no_cache else (args.cache_dir or True)
+  setup_logging()
+  from jaxcv import train  # pylint: disable=import-outside-toplevel
+  from jaxcv.evaluators import ood  # pylint: disable=import-outside-toplevel
+  out = args.out or str(Path(args.checkpoint) / 'ood_eval')
   try:
-    results = evaluate(
-        args.checkpoint, args.id_dataset, args.ood, args.detectors, data_dir=args.data_dir,
+    config = ood.evaluation_config(
+        args.checkpoint, datasets=args.ood, detectors=args.detectors, id_dataset=args.id_dataset,
         id_test_split=args.id_test_split, id_val_split=args.id_val_split,
         id_val_examples=args.id_val_examples, fit_examples=args.fit_examples,
-        ood_examples=args.ood_examples, batch_size=args.batch_size, use_ema=args.use_ema,
-        layers=args.layers, cache=cache, seed=args.seed, out_dir=args.out)
+        ood_examples=args.ood_examples, batch_size=args.batch_size, layers=args.layers,
+        cache=not args.no_cache, cache_dir=args.cache_dir, seed=args.seed,
+        weights='ema' if args.ema else 'plain')
+    if args.data_dir:
+      config.data.data_dir = args.data_dir
+    train.run(config, out)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  print(markdown(results))
+  print((Path(out) / 'ood' / 'ood_results.md').read_text())
   return 0
 
 

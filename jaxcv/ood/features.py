@@ -1,13 +1,15 @@
 """One feature-extraction pass of a trained jaxcv classifier over a dataset split -> FeatureSet.
 
-- `load_classifier(checkpoint)`: the model named by the run's config.json and its weights (EMA
-  ones when the run evaluated with them), plus the head as numpy.
+- The classifier is a `jaxcv.inference.Classifier`: `load_classifier(run)` (that is,
+  `inference.load_run(run).classifier()`) for a saved run, or the `ood` evaluator's export of
+  the weights it is given.
 - `extract(classifier, images)`: logits, penultimate features and optionally per-layer pooled
   features (the `intermediates` every zoo model sows, averaged over all but the batch and
   channel axes), batched and jitted.
 - `dataset_features(classifier, data, name)`: the same, cached as .npz under
-  `$JAXCV_CACHE_DIR/ood_features/`, keyed by (checkpoint path, step, EMA or not, dataset name
-  and split, content digest of the images, input shape, layers).
+  `$JAXCV_CACHE_DIR/ood_features/`, keyed by (the classifier's fingerprint: run, step and EMA
+  or not, or a digest of the weights; dataset name and split, content digest of the images,
+  input shape, layers).
 
 Images of another size or channel count than the model's input (MNIST's 28x28 grey, Tiny
 ImageNet's 64x64 or DTD's 96x96 against a 32x32 RGB CIFAR model) are converted inside the jitted
@@ -17,89 +19,33 @@ repeated to RGB (RGB to grey by ITU-R 601 luma).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcv import checkpoint as checkpoint_lib
 from jaxcv.data import augment, cache
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError
-from jaxcv.ood.featureset import FeatureSet, Head
+from jaxcv import inference
+from jaxcv.inference import Classifier
+from jaxcv.ood.featureset import FeatureSet
 
 log = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1  # Bump when extraction or the stored layout changes.
+_CACHE_VERSION = 2  # Bump when extraction or the stored layout changes.
 _LUMA = (0.299, 0.587, 0.114)
 
 
-@dataclasses.dataclass
-class Classifier:
-  """A trained jaxcv classifier ready for inference.
-
-  Attributes:
-    model: the linen module (`__call__(x, train=False, return_features=True)`).
-    variables: {'params': ..., plus model state such as 'batch_stats'}.
-    config: the run's config.json as a dict.
-    checkpoint: the resolved checkpoint path; with `step` and `use_ema` it names the weights.
-  """
-  model: nn.Module
-  variables: Any
-  config: dict
-  checkpoint: str
-  step: int
-  use_ema: bool
-  # Jitted passes by (kind, input shape, options): splits of one shape compile once.
-  _jitted: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
-
-  def jitted(self, key: tuple, make: Callable[[], Callable]) -> Callable:
-    """jax.jit(make()), made once per `key`."""
-    if key not in self._jitted:
-      self._jitted[key] = jax.jit(make())
-    return self._jitted[key]
-
-  @functools.cached_property
-  def head(self) -> Head:
-    params = self.variables['params']['head']
-    return Head(np.asarray(params['kernel']), np.asarray(params['bias']))
-
-  @property
-  def name(self) -> str:
-    return f'{Path(self.checkpoint).name}@{self.step}'
-
-  def logits(self, variables, images: jax.Array) -> jax.Array:
-    """float32 logits of float [0, 1] images already at the model's input shape."""
-    return self.model.apply(variables, images, train=False).astype(jnp.float32)
-
-
-def load_classifier(checkpoint: str, use_ema: Optional[bool] = None) -> Classifier:
-  """The classifier saved under `checkpoint` (a run's workdir, its checkpoints folder or a step
-  folder), the model named by the run's config.json. `use_ema` None takes the EMA parameters
-  when the run kept them and evaluated with them; True requires them; False takes the trained
-  ones."""
-  from jaxcv.models import build_model  # pylint: disable=import-outside-toplevel
-  path = Path(checkpoint).expanduser().resolve()
-  weights = checkpoint_lib.load_run_weights(str(path), use_ema)
-  if weights.config is None:
-    raise ConfigError(f'no config.json found at or above {path}: OOD evaluation needs the run '
-                      'folder written by jaxcv training (it names the model)')
-  params = weights.params
-  if 'head' not in params:
-    raise ConfigError(f'checkpoint {checkpoint} holds no classifier (no `head` parameters)')
-  model_config = weights.config.get('model') or {}
-  num_classes = int(np.shape(params['head']['kernel'])[-1])
-  model = build_model(model_config['name'], num_classes, **(model_config.get('kwargs') or {}))
-  # On the device once, not with every batch.
-  return Classifier(model, jax.device_put(weights.variables), weights.config, str(path),
-                    int(weights.step), weights.used_ema)
+def load_classifier(run: str, use_ema: Optional[bool] = None) -> Classifier:
+  """`jaxcv.inference.load_run(run, weights).classifier()`, with `use_ema` None/True/False
+  meaning weights 'auto'/'ema'/'plain'."""
+  weights = {None: 'auto', True: 'ema', False: 'plain'}[use_ema]
+  return inference.load_run(run, weights).classifier()
 
 
 def prepare_images(images: jax.Array, image_shape: Optional[Sequence[int]]) -> jax.Array:
@@ -206,9 +152,8 @@ def dataset_features(classifier: Classifier, data: ArrayDataset, name: str, *,
                      cache_dir: Optional[os.PathLike | str] = None) -> FeatureSet:
   """`extract` of a loaded split `data` (labels included), read from / written to `cache_dir`
   when given. `name` ('cifar10:test', 'mnist:test[1000,seed=0]') goes into the key and the
-  FeatureSet; a changed image content changes the key, so does another checkpoint step."""
-  key = {'version': _CACHE_VERSION, 'checkpoint': classifier.checkpoint,
-         'step': classifier.step, 'ema': classifier.use_ema, 'dataset': name,
+  FeatureSet; a changed image content changes the key, so do other weights."""
+  key = {'version': _CACHE_VERSION, 'weights': classifier.fingerprint, 'dataset': name,
          'count': len(data), 'content': cache.content_digest(data.images),
          'image_shape': None if image_shape is None else list(image_shape), 'layers': layers}
 
