@@ -255,7 +255,7 @@ def test_parse_errors_and_feature_set_checks():
   for bad, message in [('nope', 'unknown OOD detector'), ('energy(t=1)', 'no argument'),
                        ('knn(3)', 'keyword'), ('knn(k=0)', 'positive'),
                        ('react(percentile=120)', 'percentile'), ('ash(variant="x")', 'variant'),
-                       ('msp|energy', 'exactly one'), ('msp,energy(temperature=1),energy',
+                       ('msp|energy', "expected '\\(' or the end"), ('msp,energy(temperature=1),energy',
                                                        'twice')]:
     with pytest.raises(ConfigError, match=message):
       build_detectors(bad)

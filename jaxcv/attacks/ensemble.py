@@ -8,10 +8,8 @@ implemented, so the worst case here is an upper bound on AutoAttack's robust acc
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
-import re
 from typing import Any, Callable, Optional
 
 import jax
@@ -19,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxcv.attacks import common
 from jaxcv.attacks.apgd import apgd, apgd_targeted
+from jaxcv import specs as specs_lib
 from jaxcv.attacks.pgd import fgsm, pgd
 from jaxcv.errors import ConfigError
 
@@ -32,7 +31,6 @@ ATTACKS: dict[str, tuple[Callable, dict[str, Any]]] = {
     'apgd_dlr': (functools.partial(apgd, loss='dlr'), {'steps': 100, 'restarts': 1}),
     'apgd_t': (apgd_targeted, {'steps': 100, 'num_targets': 9, 'restarts': 1}),
 }
-_SPEC_RE = re.compile(r'^\s*(\w+)\s*(?:\((.*)\))?\s*$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,24 +45,14 @@ class AttackSpec:
 
 def parse_attack(name: str, spec: str) -> AttackSpec:
   """'pgd(steps=20, step_size=0.003)' -> AttackSpec; errors name the bad part."""
-  match = _SPEC_RE.match(spec or '')
-  if not match:
-    raise ConfigError(f'attack {name}: {spec!r} is not of the form kind(key=value, ...)')
-  kind, args = match.group(1), match.group(2) or ''
-  if kind not in ATTACKS:
-    raise ConfigError(f'attack {name}: unknown kind {kind!r}; known: {sorted(ATTACKS)}')
-  try:
-    call = ast.parse(f'f({args})', mode='eval').body
-    if call.args:
-      raise ValueError('use keyword arguments')
-    kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-  except (SyntaxError, ValueError) as e:
-    raise ConfigError(f'attack {name}: {spec!r}: {e}') from None
-  allowed = set(ATTACKS[kind][1]) | ({'loss', 'random_start'} if kind == 'pgd' else set())
-  unknown = set(kwargs) - allowed
-  if unknown:
-    raise ConfigError(f'attack {name}: {kind} takes {sorted(allowed)}, not {sorted(unknown)}')
-  return AttackSpec(name, kind, tuple(sorted(kwargs.items())))
+  parsed = specs_lib.parse(spec or '', f'attack {name}:')
+  if parsed.name not in ATTACKS:
+    raise ConfigError(f'attack {name}: unknown kind {parsed.name!r}; known: {sorted(ATTACKS)}')
+  accepted = dict(ATTACKS[parsed.name][1])
+  if parsed.name == 'pgd':
+    accepted.update(loss='ce', random_start=True)
+  kwargs = specs_lib.bind(parsed, accepted, f'attack {name}:')
+  return AttackSpec(name, parsed.name, tuple(sorted(kwargs.items())))
 
 
 def run_attack(spec: AttackSpec, predict_fn, images, labels, rng, *, eps: float, norm: str):

@@ -16,15 +16,13 @@ jaxcv/unlearnable/datasets.py).
 
 from __future__ import annotations
 
-import ast
 import functools
-import inspect
-import re
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
+from jaxcv import specs
 from jaxcv.errors import ConfigError
 from jaxcv.unlearnable import coin as coin_lib
 
@@ -178,42 +176,24 @@ def op_names() -> list[str]:
   return sorted(_OPS)
 
 
-_OP_RE = re.compile(r'^\s*(\w+)\s*(?:\((.*)\))?\s*$')
-
-
 def parse(spec: str, registry: Optional[dict[str, Callable]] = None,
           what: str = 'augmentation op') -> list[tuple[str, dict]]:
-  """'crop(padding=4)|flip' -> [('crop', {'padding': 4}), ('flip', {})]; errors name the bad op."""
+  """'crop(padding=4)|flip' -> [('crop', {'padding': 4}), ('flip', {})]; errors name the bad op.
+
+  Unknown keywords and bad values fail when the pipeline is built, not inside the jit."""
   registry = _OPS if registry is None else registry
   ops = []
-  for part in filter(str.strip, (spec or '').split('|')):
-    match = _OP_RE.match(part)
-    if not match:
-      raise ConfigError(f'{what} {part!r} is not of the form name(key=value, ...)')
-    name, args = match.group(1), match.group(2) or ''
-    if name not in registry:
-      raise ConfigError(f'unknown {what} {name!r}; known: {sorted(registry)}')
-    try:
-      call = ast.parse(f'f({args})', mode='eval').body
-      kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-      if call.args:
-        raise ValueError('use keyword arguments')
-    except (SyntaxError, ValueError) as e:
-      raise ConfigError(f'{what} {part!r}: {e}') from None
-    _check_arguments(registry[name], name, kwargs, what)
-    ops.append((name, kwargs))
+  for op in specs.parse_pipeline(spec, what):
+    if op.name not in registry:
+      raise ConfigError(f'unknown {what} {op.name!r}; known: {sorted(registry)}')
+    # The op's own arguments follow (rng, images) or, for mixing ops, (rng, images, targets).
+    accepted = {k: v for k, v in specs.parameters(registry[op.name], skip=1).items()
+                if k not in ('images', 'targets')}
+    kwargs = specs.bind(op, accepted, what)
+    if op.name in _CHECKS:
+      _CHECKS[op.name](**kwargs)
+    ops.append((op.name, kwargs))
   return ops
-
-
-def _check_arguments(fn: Callable, name: str, kwargs: dict, what: str) -> None:
-  """Unknown keywords and bad values fail when the pipeline is built, not inside the jit."""
-  accepted = [p for p in inspect.signature(fn).parameters][1:]  # After rng.
-  unknown = sorted(set(kwargs) - set(accepted))
-  if unknown:
-    raise ConfigError(f'{what} {name!r} has no argument {unknown[0]!r}; it takes '
-                      f'{", ".join(a for a in accepted if a not in ("images", "targets"))}')
-  if name in _CHECKS:
-    _CHECKS[name](**kwargs)
 
 
 def build(spec: str) -> Callable[[jax.Array, jax.Array], jax.Array]:

@@ -30,7 +30,6 @@ does under `--seed N` (default 0, DomainBed's default).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib
 import importlib.resources
@@ -39,6 +38,7 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
+from jaxcv import specs
 from jaxcv.data import cache
 from jaxcv.data import sources
 from jaxcv.data.dataset import ArrayDataset
@@ -236,47 +236,32 @@ DERIVED: dict[str, str] = {
     for kind in ('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')
 }
 DERIVED['domainbed'] = 'jaxcv.domain_generalization.splits:load_derived'
-_DERIVED_NAME = re.compile(r'^(\w+)(?:\(([^()]*)\))?:(.+)$')
 
 
 def parse_derived_options(kind: str, text: Optional[str], defaults: dict) -> dict:
   """'pb=0.3,seed=1' -> {'pb': 0.3, 'seed': 1, ...defaults}, each typed like its default.
 
-  The options of a derived name `kind(text):BASE`. A value that is not a Python literal stays a
-  string, and an option with a str default keeps unquoted text as written ('test=15' is '15').
+  The options of a derived name `kind(text):BASE` (jaxcv/specs.py's grammar). A value that is
+  not a Python literal stays a string, and an option with a str default keeps unquoted text as
+  written ('test=15' is '15').
   """
-  options = dict(defaults)
-  for item in filter(str.strip, (text or '').split(',')):
-    key, sep, raw = (s.strip() for s in item.partition('='))
-    if not sep or key not in defaults:
-      raise ConfigError(f'{kind}({text}): bad option {item!r}; expected key=value with key in '
-                        f'{", ".join(defaults)}')
-    default = defaults[key]
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    if isinstance(default, str):
-      options[key] = value if isinstance(value, str) else raw  # 'test=15' stays '15'.
-      continue
-    try:
-      options[key] = type(default)(value)
-    except (TypeError, ValueError):
-      raise ConfigError(f'{kind}({text}): {key}={raw!r} is not a {type(default).__name__}') from None
-  return options
+  what = f'{kind}({text or ""})'
+  kwargs, raw = specs.parse_arguments(text or '', what)
+  return {**defaults, **specs.bind(specs.Spec(kind, kwargs, raw, what), defaults, 'dataset kind')}
 
 
 def _load_derived(name: str, split: str, data_dir: Optional[Path],
                   image_size: sources.ImageSize) -> Optional[ArrayDataset]:
   """The derived dataset `name` names, or None when it names none."""
-  match = _DERIVED_NAME.match(name)
-  if not match or match.group(1) not in DERIVED:
+  prefixed = specs.parse_prefixed(name, 'dataset')
+  if prefixed is None or prefixed[0].name not in DERIVED:
     return None
-  kind, options, base_name = match.groups()
-  module, _, function = DERIVED[kind].partition(':')
+  spec, base_name = prefixed
+  module, _, function = DERIVED[spec.name].partition(':')
   derive = getattr(importlib.import_module(module), function)
   base_split = getattr(derive, 'base_split', split)
-  return derive(kind, options, load_dataset(base_name, base_split, data_dir, image_size), split)
+  return derive(spec.name, spec.args, load_dataset(base_name, base_split, data_dir, image_size),
+                split)
 
 
 def known_datasets() -> list[str]:

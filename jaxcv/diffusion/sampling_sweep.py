@@ -41,6 +41,7 @@ import numpy as np
 
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import parallel
+from jaxcv import specs
 from jaxcv.diffusion import fid as fid_lib
 from jaxcv.diffusion import fid_features
 from jaxcv.errors import ConfigError, UserError
@@ -56,21 +57,20 @@ DEFAULT_GUIDANCE = (1.0, 1.5, 2.0, 3.0, 4.0)
 MAX_STEPS = {'ddim': 50, 'ddpm': 50, 'dpm_solver_pp': 20}  # The paper's ranges per sampler.
 
 
-def parse_samplers(spec: str) -> dict[str, tuple[int, ...]]:
-  """'ddim:2,4,8;dpm_solver_pp:4,8' -> {'ddim': (2, 4, 8), 'dpm_solver_pp': (4, 8)}."""
+def parse_samplers(text: str) -> dict[str, tuple[int, ...]]:
+  """'ddim(steps=(2,4,8)),dpm_solver_pp(steps=(4,8)),ddpm' -> {'ddim': (2, 4, 8), ...}: a list of
+  sampler specs (jaxcv/specs.py); a sampler without steps gets its DEFAULT_STEPS."""
   result = {}
-  for part in filter(None, (p.strip() for p in spec.split(';'))):
-    method, _, steps = part.partition(':')
-    if method not in DEFAULT_STEPS:
-      raise ConfigError(f'unknown sampler {method!r}; known: {", ".join(DEFAULT_STEPS)}')
-    try:
-      counts = tuple(int(s) for s in steps.split(',') if s.strip()) or DEFAULT_STEPS[method]
-    except ValueError:
-      raise ConfigError(f'bad step counts in {part!r}') from None
-    too_many = [s for s in counts if s > MAX_STEPS[method] or s < 1]
-    if too_many:
-      raise ConfigError(f'{method} steps must be in [1, {MAX_STEPS[method]}], got {too_many}')
-    result[method] = counts
+  for spec in specs.parse_list(text, 'sampler'):
+    if spec.name not in DEFAULT_STEPS:
+      raise ConfigError(f'unknown sampler {spec.name!r}; known: {", ".join(DEFAULT_STEPS)}')
+    steps = specs.bind(spec, {'steps': None}, 'sampler').get('steps', DEFAULT_STEPS[spec.name])
+    counts = tuple(steps) if isinstance(steps, (tuple, list)) else (steps,)
+    bad = [s for s in counts if not isinstance(s, int) or not 1 <= s <= MAX_STEPS[spec.name]]
+    if bad or not counts:
+      raise ConfigError(f'{spec.name} steps must be integers in [1, {MAX_STEPS[spec.name]}], '
+                        f'got {list(counts)}')
+    result[spec.name] = counts
   return result
 
 
@@ -348,8 +348,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--feature_space', '--feature-space', required=True,
                       help="'classifier:<checkpoint>' or 'inception[:<weights>]'")
   parser.add_argument('--out', default=None, help='default: <sweep>/sampling')
-  parser.add_argument('--samplers', default='ddim;ddpm;dpm_solver_pp',
-                      help="e.g. 'ddim:2,4,8;dpm_solver_pp:4,8' (no counts: the defaults)")
+  parser.add_argument('--samplers', default='ddim,ddpm,dpm_solver_pp',
+                      help="e.g. 'ddim(steps=(2,4,8)),dpm_solver_pp(steps=(4,8))' (no steps: the "
+                           'defaults)')
   parser.add_argument('--guidance', default=','.join(f'{g:g}' for g in DEFAULT_GUIDANCE))
   parser.add_argument('--num_samples', '--num-samples', type=int, default=10_000)
   parser.add_argument('--batch_size', '--batch-size', type=int, default=500)

@@ -28,13 +28,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from jaxcv import specs
 from jaxcv.errors import ConfigError
 
 TRAINING_DOMAIN = 'training_domain'
@@ -43,7 +43,6 @@ METHODS = (TRAINING_DOMAIN, ORACLE)
 VAL_KEY = 'val/acc/mean'
 TEST_KEY = 'test_in/acc/mean'
 ORACLE_KEY = 'test_out/acc/mean'
-_DOMAINBED = re.compile(r'domainbed\(([^()]*)\)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,12 +138,22 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _domainbed_prefix(name: str) -> tuple[str, Optional[specs.Spec], str]:
+  """'grayscale:domainbed(test=0):pacs' -> ('grayscale:', Spec('domainbed', ...), 'pacs'); no
+  domainbed(...) prefix: (name, None, '')."""
+  head, rest = '', name or ''
+  while (prefixed := specs.parse_prefixed(rest, 'dataset')) is not None:
+    spec, rest = prefixed
+    if spec.name == 'domainbed':
+      return head, spec, rest
+    head += spec.text + ':'
+  return name or '', None, ''
+
+
 def _domainbed_options(name: str) -> dict[str, str]:
-  match = _DOMAINBED.search(name or '')
-  if not match:
-    return {}
-  return dict(item.strip().partition('=')[::2] for item in match.group(1).split(',')
-              if item.strip())
+  """The options of the name's domainbed(...) prefix, as written."""
+  spec = _domainbed_prefix(name)[1]
+  return dict(spec.raw) if spec else {}
 
 
 def _hparams_label(config: dict) -> str:
@@ -154,11 +163,10 @@ def _hparams_label(config: dict) -> str:
   config.pop('seed', None)
   data = config.get('data') or {}
   if isinstance(data.get('name'), str):
-    options = {k: v for k, v in _domainbed_options(data['name']).items()
-               if k not in ('test', 'seed')}
-    data['name'] = _DOMAINBED.sub(
-        'domainbed(' + ','.join(f'{k}={v}' for k, v in sorted(options.items())) + ')',
-        data['name'])
+    head, spec, base = _domainbed_prefix(data['name'])
+    if spec is not None:
+      options = sorted((k, v) for k, v in spec.raw.items() if k not in ('test', 'seed'))
+      data['name'] = f'{head}domainbed({",".join(f"{k}={v}" for k, v in options)}):{base}'
   return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -35,6 +35,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from jaxcv import specs
 from jaxcv.data import registry
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError, UserError
@@ -70,10 +71,11 @@ def parse_dataset(spec: str) -> tuple[str, str]:
 
 
 def split_datasets(text: str) -> list[str]:
-  """'mnist,dtd10,synthetic:n=64,size=16' -> ['mnist', 'dtd10', 'synthetic:n=64,size=16']: a
-  comma-separated part of the form key=value continues the previous dataset's options."""
+  """'mnist,corrupt(kind=noise,severity=5):cifar10' -> ['mnist', 'corrupt(...):cifar10']: split
+  at top-level commas only (jaxcv/specs.py); a part of the form key=value continues the previous
+  dataset's options ('synthetic:n=64,size=16' stays one dataset)."""
   out = []
-  for part in filter(None, (p.strip() for p in text.split(','))):
+  for part in specs.split(text, ',', 'dataset list'):
     if out and re.fullmatch(r'\w+=[^,:@]*(@\w+)?', part):
       out[-1] += ',' + part
     else:

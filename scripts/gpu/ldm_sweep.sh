@@ -36,12 +36,12 @@ export SMOKE="${SMOKE:-0}"
 export BUDGET_S="${BUDGET_S:-75}"
 if [ "$SMOKE" = "1" ]; then
   export WIDTHS="${WIDTHS:-16,32}" STEPS="${STEPS:-4}" BATCH="${BATCH:-32}" SAMPLES="${SAMPLES:-64}"
-  export SAMPLERS="${SAMPLERS:-ddim:2,4;dpm_solver_pp:2}" GUIDANCE="${GUIDANCE:-1,2}"
+  export SAMPLERS="${SAMPLERS:-ddim(steps=(2,4)),dpm_solver_pp(steps=2)}" GUIDANCE="${GUIDANCE:-1,2}"
   export BUDGET_S=100000  # No time limit on a CPU smoke run.
   [ -z "${JAXCV_DATA_DIR:-}" ] && [ -d ../shared/data ] && export JAXCV_DATA_DIR=$PWD/../shared/data
 else
   export WIDTHS="${WIDTHS:-32,64,96}" STEPS="${STEPS:-250}" BATCH="${BATCH:-256}"
-  export SAMPLES="${SAMPLES:-1000}" SAMPLERS="${SAMPLERS:-ddim:4,8,16;dpm_solver_pp:4,8}"
+  export SAMPLES="${SAMPLES:-1000}" SAMPLERS="${SAMPLERS:-ddim(steps=(4,8,16)),dpm_solver_pp(steps=(4,8))}"
   export GUIDANCE="${GUIDANCE:-1,2,3}"
   # Compilation dominates this budget: skip cuDNN autotuning (slightly slower kernels).
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Iterable, Union
 
-from jaxcv.data import augment
+from jaxcv import specs
 from jaxcv.errors import ConfigError
 from jaxcv.ood.detectors.base import DETECTORS, BaseDetector, Detector, register
 # Importing the detector modules registers their detectors.
@@ -31,26 +31,16 @@ from jaxcv.ood.detectors.shaping import ASH, DICE, ReAct, SCALE
 def build_detector(spec: str) -> BaseDetector:
   """'energy' or 'energy(temperature=2)' -> a new, unfitted detector. Unknown names, unknown or
   positional arguments and bad values raise ConfigError."""
-  # The augmentation-op grammar and checks; a detector's constructor minus `self` is its op.
-  constructors = {name: cls.__init__ for name, cls in DETECTORS.items()}
-  parsed = augment.parse(spec, constructors, 'OOD detector')
-  if len(parsed) != 1:
-    raise ConfigError(f'OOD detector spec {spec!r} must name exactly one detector')
-  name, kwargs = parsed[0]
-  return DETECTORS[name](**kwargs)
+  parsed = specs.parse(spec, 'OOD detector')
+  if parsed.name not in DETECTORS:
+    raise ConfigError(f'unknown OOD detector {parsed.name!r}; known: {", ".join(sorted(DETECTORS))}')
+  cls = DETECTORS[parsed.name]
+  return cls(**specs.bind(parsed, specs.parameters(cls.__init__, skip=1), 'OOD detector'))
 
 
-def split_specs(specs: str) -> list[str]:
+def split_specs(text: str) -> list[str]:
   """'msp,knn(k=5),ash(percentile=90, variant="b")' -> one spec per detector."""
-  parts, depth, current = [], 0, ''
-  for char in specs:
-    depth += {'(': 1, ')': -1}.get(char, 0)
-    if char == ',' and depth == 0:
-      parts.append(current)
-      current = ''
-    else:
-      current += char
-  return [p.strip() for p in [*parts, current] if p.strip()]
+  return specs.split(text, ',', 'OOD detector list')
 
 
 def build_detectors(specs: Union[str, Iterable[str]]) -> list[BaseDetector]:
