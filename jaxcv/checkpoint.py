@@ -198,5 +198,7 @@ def load_run_weights(path: Union[str, os.PathLike], use_ema: Optional[bool] = No
     default_use_ema = bool((config or {}).get('eval_with_ema', True))
   params, used_ema = choose_weights(raw, use_ema, default_use_ema=default_use_ema,
                                     what=what or f'use_ema=True: checkpoint {path}')
-  return RunWeights(params=params, model_state=dict(raw.get('model_state') or {}), step=step,
+  # Averaged weights go with their own statistics when the run kept them (jaxcv/averaging.py).
+  model_state = (used_ema and raw.get('ema_model_state')) or raw.get('model_state') or {}
+  return RunWeights(params=params, model_state=dict(model_state), step=step,
                     used_ema=used_ema, run_dir=run_dir, config=config)

@@ -67,7 +67,8 @@ def get_config(arg=None):
   evals = splits.evals_config(batch_size=512)
   if arg.stage == 'full':
     config.data.train_split = 'train_full'  # Never the test environment (splits.py).
-    del evals['val']  # The source envs' out parts are training data in this pass.
+    # The source envs' out parts are training data in this pass; no selection follows it.
+    del evals['val'], evals['test_out']
     config.eval_every_steps = 0
   if arg.stage == 'probe':
     evals = {}

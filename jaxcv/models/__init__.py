@@ -43,7 +43,8 @@ _REGISTRY: dict[str, tuple[Callable[..., Classifier], dict[str, Any], dict[str, 
     'vit_small': (ViTSmall, {}, {}),
     'small_cnn': (SmallCNN, {}, {}),
     'mlp': (MLP, {}, {}),
-    'mnist_cnn': (MnistCNN, {}, {}),
+    'mnist_cnn': (MnistCNN, {'norm': 'group'}, {}),
+    'mnist_cnn_bn': (MnistCNN, {'norm': 'batch'}, {}),
     'airbench94': (AirbenchNet, {}, {}),
 }
 

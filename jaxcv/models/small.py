@@ -72,8 +72,12 @@ class MnistCNN(Classifier):
   global average pool: 128-d features. No BatchNorm, as in DomainBed. For RotatedMNIST (1
   channel) and ColoredMNIST (2 channels); the input channel count is taken from the data.
 
+  `norm='batch'` (model name `mnist_cnn_bn`) puts BatchNorm where GroupNorm was: a variant
+  with batch statistics, on which ERM++'s unfrozen-BN and BN-refresh choices can be tested.
+
   Sows the four stage outputs as `intermediates/stage1`..`stage4`.
   """
+  norm: str = 'group'  # 'group' (DomainBed) | 'batch'.
 
   @property
   def feature_dim(self) -> int:
@@ -86,8 +90,13 @@ class MnistCNN(Classifier):
     for i, (channels, stride) in enumerate(((64, 1), (128, 2), (128, 1), (128, 1))):
       h = nn.Conv(channels, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
                   dtype=self.dtype, param_dtype=jnp.float32, name=f'conv{i + 1}')(h)
-      # PyTorch's GroupNorm epsilon (flax defaults to 1e-6).
-      h = nn.GroupNorm(8, epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32,
-                       name=f'norm{i + 1}')(nn.relu(h))
+      if self.norm == 'batch':
+        h = batch_norm(train, dtype=self.dtype, name=f'norm{i + 1}')(nn.relu(h))
+      elif self.norm == 'group':
+        # PyTorch's GroupNorm epsilon (flax defaults to 1e-6).
+        h = nn.GroupNorm(8, epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32,
+                         name=f'norm{i + 1}')(nn.relu(h))
+      else:
+        raise ConfigError(f"mnist_cnn norm must be 'group' or 'batch', got {self.norm!r}")
       self.sow('intermediates', f'stage{i + 1}', h)
     return self.finish(global_avg_pool(h), return_features)

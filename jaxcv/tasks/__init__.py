@@ -21,7 +21,7 @@ TASKS: dict[str, type[Task]] = {
 
 
 # Tasks that live with their recipe's package and register themselves when it is imported.
-_TASK_MODULES = {'airbench': 'jaxcv.fast'}
+_TASK_MODULES = {'airbench': 'jaxcv.fast', 'erm_pp': 'jaxcv.domain_generalization.erm_pp'}
 
 
 def build_task(config, info: DataInfo) -> Task:

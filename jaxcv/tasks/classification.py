@@ -34,18 +34,23 @@ class ClassificationTask(Task):
     images, targets = self._mix(mix_rng, batch['image'], batch['label'])
     return {**batch, 'image': images, 'target': targets}
 
-  def loss(self, params, model_state, extra, batch, rng):
-    del extra
+  def forward(self, params, model_state, batch, rng):
+    """(train-mode logits, updated model state): what `loss` differentiates through."""
     logits, new_model_state = self.model.apply(
         {'params': params, **model_state}, batch['image'], train=True,
         rngs={'dropout': rng}, mutable=list(model_state.keys()))
+    return logits, dict(new_model_state)
+
+  def loss(self, params, model_state, extra, batch, rng):
+    del extra
+    logits, new_model_state = self.forward(params, model_state, batch, rng)
     if 'target' in batch:
       per_example = soft_cross_entropy(logits, batch['target'], self.config.label_smoothing)
     else:
       per_example = cross_entropy(logits, batch['label'], self.config.label_smoothing)
     loss = jnp.mean(per_example)
     metrics = {'loss': loss, **classification_metrics(logits, batch['label'])}
-    return loss, (metrics, dict(new_model_state))
+    return loss, (metrics, new_model_state)
 
   def predict_fns(self):
     def logits(variables, images):

@@ -1,0 +1,222 @@
+"""ERM++ vs ERM on DomainBed's protocol, with one ablation per component (docs/erm_pp.md).
+
+  python -m jaxcv.sweep --table configs/erm_pp/table.py:cpu --workdir runs/erm_pp
+
+Per (dataset, held-out env, trial) the chain is
+  pass1   ERM on the source envs' `in` parts, keeping the uniform average beside the trained
+          weights (averaging does not feed back, so the trained weights are exactly ERM's);
+  erm     DomainBed's training-domain validation on pass1's trained weights  -> ERM
+  no_fd   the same on pass1's averaged weights                             -> ERM++ without FD
+  pass2   the source envs whole for the step no_fd selected, averaged      -> ERM++ (LT+FD+MPA)
+and on the ablation folds
+  no_mpa  pass2 without averaging, its length from the trained weights'   -> ERM++ without MPA
+  ws      linear probing first: probe -> pass1 -> pass2 from the probe     -> ERM++ with WS
+  bn      the BatchNorm CNN (mnist_cnn_bn) with unfrozen BN (ERM++ and ERM), and frozen BN
+          (DomainBed's historical setting)                                 -> ERM++ without UBN
+Presets: runlocal (tests, fake data, seconds), cpu (the committed 2-core run: a subset, see
+CPU_BUDGET), gpu (every fold, 3 trials, longer training).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+from jaxcv.sweep import Column, Row, Table, parse_table_arg
+
+CONFIG = 'configs/erm_pp/erm_pp.py'
+ENVS = {
+    'rotated_mnist': ('0', '15', '30', '45', '60', '75'),
+    'colored_mnist': ('+90%', '+80%', '-90%'),
+    'pacs': ('art_painting', 'cartoon', 'photo', 'sketch'),
+}
+SHORT = {'rotated_mnist': 'RMNIST', 'colored_mnist': 'CMNIST', 'pacs': 'PACS'}
+# Row-name-safe spellings of the environments.
+SAFE = {'+90%': 'p90', '+80%': 'p80', '-90%': 'm90'}
+METHODS = ('ERM', 'ERM++', 'ERM++ -FD', 'ERM++ -MPA', 'ERM++ +WS', 'ERM (BN)', 'ERM++ (BN)',
+           'ERM++ (BN) -UBN')
+# DomainBed's ERM (training-domain validation, 5001 steps, ResNet-50 ImageNet init for PACS).
+REFERENCE = {'rotated_mnist': {'0': 95.9, '15': 98.9, '30': 98.8, '45': 98.9, '60': 98.9,
+                               '75': 96.4, 'Avg': 98.0},
+             'colored_mnist': {'+90%': 71.7, '+80%': 72.9, '-90%': 10.0, 'Avg': 51.5},
+             'pacs': {'Avg': 85.5}}
+
+# What each preset trains. steps: pass-1 length; per_domain: examples per env per step;
+# eval_every / eval_examples: pass-1 evaluation (examples per evaluated split);
+# folds: held-out envs per dataset; ablate: (dataset, folds) the ablations run on.
+PRESETS = {
+    'runlocal': dict(steps=10, per_domain=8, eval_every=5, eval_examples=32, linear_steps=4,
+                     image_size=8, folds={'rotated_mnist': ('0',)},
+                     ablate={'rotated_mnist': ('0',)}, seeds=1, extra='runlocal'),
+    'cpu': dict(steps=100, per_domain=8, eval_every=25, eval_examples=500, linear_steps=20,
+                image_size=0, folds={'rotated_mnist': ENVS['rotated_mnist'],
+                                     'colored_mnist': ('-90%',), 'pacs': ('sketch',)},
+                ablate={'rotated_mnist': ('0',)}, seeds=2, extra='',
+                pacs='model=small_cnn,image_size=32'),
+    'gpu': dict(steps=2000, per_domain=64, eval_every=100, eval_examples=0, linear_steps=200,
+                image_size=0, folds=dict(ENVS), ablate={'rotated_mnist': ('0', '75')},
+                seeds=3, extra='', pacs='model=resnet18,image_size=32,per_domain=32'),
+}
+
+
+def _name(*parts) -> str:
+  return '_'.join(SAFE.get(str(p), str(p)) for p in parts)
+
+
+def chain_rows(dataset: str, fold: str, seed: int, p: dict, variant: str = '',
+               variant_arg: str = '') -> list[Row]:
+  """pass1 -> (erm, no_fd selections) -> pass2 for one (dataset, fold, trial), optionally with
+  a variant ('bn', 'bn_frozen', 'ws') of the recipe."""
+  base = _name(SHORT[dataset], fold, f's{seed}', *([variant] if variant else []))
+  labels = lambda method: {'dataset': SHORT[dataset], 'test env': fold, 'method': method}
+  common = [f'dataset={dataset}', f'test={fold}', f'trial={seed}',
+            f'per_domain={p["per_domain"]}', f'eval_every={p["eval_every"]}',
+            f'eval_examples={p["eval_examples"]}',
+            f'average_start={max(1, round(0.12 * p["steps"]))}']  # 600 of DomainBed's 5001.
+  if p['image_size']:
+    common.append(f'image_size={p["image_size"]}')
+  if dataset == 'pacs' and p.get('pacs'):
+    common.append(p['pacs'])
+  if variant_arg:
+    common.append(variant_arg)
+  if p['extra']:
+    common.append(p['extra'])
+  arg = lambda *items: ','.join([*common, *items])
+  line = lambda what: f'{SHORT[dataset]}/{fold}/{what}'
+  rows, init = [], []
+  if variant == 'ws':
+    rows.append(Row(name=f'{base}_probe', config=CONFIG, cost=0.3,
+                    arg=arg('stage=probe', f'linear_steps={p["linear_steps"]}', 'linear_lr=1e-3'),
+                    group=line('ws/probe'), labels=labels('probe')))
+    init = [f'init={{{base}_probe}}']
+  deps = [f'{base}_probe'] if init else []
+  pass1, pass2 = f'{base}_pass1', f'{base}_pass2'
+  method = {'': 'ERM++', 'bn': 'ERM++ (BN)', 'bn_frozen': 'ERM++ (BN) -UBN', 'ws': 'ERM++ +WS'}
+  select = 'jaxcv.domain_generalization.erm_pp:select'
+  rows.append(Row(name=pass1, config=CONFIG, arg=arg('stage=train', f'steps={p["steps"]}', *init),
+                  depends_on=tuple(deps), cost=1.3, group=line(f'{variant or "main"}/pass1'),
+                  labels=labels('pass 1 (last step)')))
+  if variant in ('', 'bn'):
+    erm = 'ERM (BN)' if variant else 'ERM'
+    rows.append(Row(name=f'{base}_erm', fn=select, kwargs={'run': f'{{{pass1}}}', 'weights': 'plain'},
+                    depends_on=(pass1,), cost=0.01, group=line(erm), labels=labels(erm)))
+  if not variant:
+    rows.append(Row(name=f'{base}_no_fd', fn=select, kwargs={'run': f'{{{pass1}}}', 'weights': 'ema'},
+                    depends_on=(pass1,), cost=0.01, group=line('ERM++ -FD'),
+                    labels=labels('ERM++ -FD')))
+  rows.append(Row(name=pass2, config=CONFIG, arg=arg('stage=full', f'steps_from={{{pass1}}}', *init),
+                  depends_on=(pass1, *deps), cost=1.0, group=line(method[variant]),
+                  labels=labels(method[variant])))
+  if not variant:
+    # Pass 2's trained weights beside its average: the same run, the same length, no MPA.
+    rows.append(Row(name=f'{base}_no_mpa', fn='jaxcv.domain_generalization.erm_pp:renamed',
+                    kwargs={'run': f'{{{pass2}}}', 'key': 'test_in_plain/acc/mean'},
+                    depends_on=(pass2,), cost=0.01, group=line('ERM++ -MPA'),
+                    labels=labels('ERM++ -MPA')))
+  return rows
+
+
+def get_table(arg=None) -> Table:
+  a = parse_table_arg(arg, seeds=0)
+  p = dict(PRESETS[a.preset])
+  seeds = a.seeds or p['seeds']
+  rows = []
+  for dataset, folds in p['folds'].items():
+    for fold in folds:
+      for seed in range(seeds):
+        rows += chain_rows(dataset, fold, seed, p)
+  for dataset, folds in p['ablate'].items():
+    for fold in folds:
+      for seed in range(seeds):
+        rows += chain_rows(dataset, fold, seed, p, 'ws')
+        rows += chain_rows(dataset, fold, seed, p, 'bn', 'model=mnist_cnn_bn')
+        rows += chain_rows(dataset, fold, seed, p, 'bn_frozen', 'model=mnist_cnn_bn,freeze_bn')
+  return Table(
+      name='erm_pp', rows=rows, labels=('dataset', 'test env', 'method'),
+      columns=[Column('test-env acc (in split)', 'test_in/acc/mean', scale=100, digits=1),
+               Column('selected step', 'selected/step', digits=0)],
+      reference={f'{SHORT[d]}/{env}/ERM': {'test-env acc (in split)': v}
+                 for d, envs in REFERENCE.items() for env, v in envs.items() if env != 'Avg'},
+      spread='sem',
+      claim='ERM++ (full-data second pass for the selected length, uniform parameter averaging) '
+            '>= ERM under DomainBed training-domain validation; ColoredMNIST -90% stays near 10%',
+      description=f'preset {a.preset}: {seeds} trial(s); pass-1 steps {p["steps"]}, '
+                  f'{p["per_domain"]} examples per env per step',
+      render=functools.partial(render, rows=rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# DomainBed's table (mean +/- standard error over trials per env, then the average) and a plot
+# ---------------------------------------------------------------------------------------------
+
+def domainbed_tables(results: dict, rows: list[Row]) -> dict:
+  """{dataset: {method: {env: (mean, se, n)}}} from the rows' test_in accuracies (in %)."""
+  from jaxcv.domain_generalization.selection import mean_and_error  # pylint: disable=import-outside-toplevel
+  values: dict = {}
+  for row in rows:
+    method = row.labels.get('method')
+    if method not in METHODS or row.name not in results:
+      continue
+    value = results[row.name].get('test_in/acc/mean')
+    if value is not None:
+      values.setdefault(row.labels['dataset'], {}).setdefault(method, {}).setdefault(
+          row.labels['test env'], []).append(100 * float(value))
+  return {d: {m: {env: (*mean_and_error(v), len(v)) for env, v in envs.items()}
+              for m, envs in methods.items()} for d, methods in values.items()}
+
+
+def render(results: dict, workdir: str, rows: list[Row]) -> None:
+  """domainbed.md (DomainBed's format: mean +/- SE per env, Avg over envs) and erm_pp.png."""
+  tables = domainbed_tables(results, rows)
+  lines = ['# ERM++ vs ERM, DomainBed format (test-env `in` accuracy %, mean ± SE over trials)', '']
+  long_name = {v: k for k, v in SHORT.items()}
+  for dataset, methods in tables.items():
+    envs = [e for e in ENVS[long_name[dataset]]
+            if any(e in per_env for per_env in methods.values())]
+    lines += [f'## {dataset}', '', '| method | ' + ' | '.join(envs) + ' | Avg |',
+              '|---' * (len(envs) + 2) + '|']
+    for method in METHODS:
+      if method not in methods:
+        continue
+      cells = [methods[method].get(e) for e in envs]
+      text = [f'{m:.1f} ± {se:.1f} (n={n})' if (m, se, n) else '-'
+              for m, se, n in [c or (None, None, None) for c in cells]]
+      avg = (f'{sum(c[0] for c in cells) / len(cells):.1f}' if all(cells) else '-')
+      lines.append(f'| {method} | ' + ' | '.join(text) + f' | {avg} |')
+    ref = REFERENCE.get(long_name[dataset], {})
+    lines.append('| DomainBed ERM (5001 steps) | ' + ' | '.join(
+        str(ref.get(e, '-')) for e in envs) + f' | {ref.get("Avg", "-")} |')
+    lines.append('')
+  with open(os.path.join(workdir, 'domainbed.md'), 'w') as f:
+    f.write('\n'.join(lines))
+  _plot(tables, os.path.join(workdir, 'erm_pp.png'))
+
+
+def _plot(tables: dict, path: str) -> None:
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  panels = [(d, env) for d, methods in tables.items()
+            for env in sorted({e for per_env in methods.values() for e in per_env})]
+  if not panels:
+    return
+  fig = Figure(figsize=(max(5.0, 1.6 * len(panels)), 3.8))
+  ax = fig.add_subplot()
+  methods = [m for m in METHODS if any(m in t for t in tables.values())]
+  width = 0.8 / max(len(methods), 1)
+  for i, method in enumerate(methods):
+    xs, ys, errs = [], [], []
+    for x, (dataset, env) in enumerate(panels):
+      cell = tables[dataset].get(method, {}).get(env)
+      if cell:
+        xs.append(x + (i - (len(methods) - 1) / 2) * width)
+        ys.append(cell[0])
+        errs.append(cell[1])
+    ax.bar(xs, ys, width, yerr=errs, capsize=2, label=method)
+  ax.set_xticks(range(len(panels)), [f'{d}\n{env}' for d, env in panels], fontsize=7)
+  ax.set_ylabel('test-env accuracy (%)')
+  lows = [c[0] for t in tables.values() for per_env in t.values() for c in per_env.values()]
+  ax.set_ylim(max(0.0, math.floor(min(lows) / 10) * 10 - 10), 100)
+  ax.legend(fontsize=7, ncol=2)
+  ax.set_title('ERM++ components vs ERM (mean ± SE over trials)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
