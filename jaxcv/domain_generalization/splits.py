@@ -10,13 +10,9 @@ a DomainBed folder). Every environment (domain) is split into an `in` part and a
 `split_env` reproduces misc.split_dataset exactly (np.random.RandomState(seed).shuffle of
 list(range(n)); the first n_out keys are `out`) and `seed_hash` reproduces misc.seed_hash (md5 of
 str((trial_seed, env_i))), so a position inside an environment falls on the same side as in
-DomainBed. The examples are the same examples whenever jaxcv orders an environment as
-torchvision's ImageFolder does (class folders sorted, then file names sorted as strings). jaxcv's
-folder readers sort file names by natural (numeric) order instead, which differs when digit runs
-have different lengths: in PACS this holds for art_painting and cartoon but not for photo and
-sketch, whose in/out split is therefore an equally random but different one. RotatedMNIST and
-ColoredMNIST are not built with DomainBed's torch random numbers (jaxcv/domain_generalization/
-mnist.py), so their environments already differ.
+DomainBed. Since jaxcv's DomainBed datasets hold DomainBed's examples in DomainBed's order (image
+trees in torchvision ImageFolder's order, Rotated / Colored MNIST from torch's random stream:
+jaxcv/data/sources.py read_domainbed, mnist.py), the splits hold the same examples too.
 
 Splits (domain ids and domain_names are kept, so the ids match the base dataset's):
   train       the `in` parts of the source environments (what DomainBed trains on)
