@@ -81,31 +81,22 @@ def inception_space(weights: Optional[str] = None) -> FeatureSpace:
 def classifier_space(checkpoint: str, *, use_ema: Optional[bool] = None,
                      name: Optional[str] = None) -> FeatureSpace:
   """Penultimate features of the jaxcv classifier saved under `checkpoint` (a run's workdir,
-  its checkpoints folder or one step folder). The model comes from the run's config.json;
-  EMA parameters are used when the run kept them and evaluated with them (`use_ema` overrides
-  the run's eval_with_ema; a run without EMA parameters gives its trained ones). The space is
-  named 'classifier:<name>', by default the run folder's name; the cache key holds the full
-  path and step.
+  its checkpoints folder or one step folder), loaded with `jaxcv.inference.load_run` and
+  exported as a plain classifier (an AFD run's D1 folded in). `use_ema` None takes the EMA
+  parameters when the run kept them and evaluated with them, True requires them, False takes
+  the trained ones. The space is named 'classifier:<name>', by default the run folder's name;
+  the cache key holds the full path and step.
   """
-  from jaxcv import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
-  from jaxcv.models import build_model  # pylint: disable=import-outside-toplevel
+  from jaxcv import inference  # pylint: disable=import-outside-toplevel
   path = Path(checkpoint).expanduser().resolve()
-  weights = checkpoint_lib.load_run_weights(str(path), default_use_ema=use_ema)
-  if weights.config is None:
-    raise ConfigError(f'no config.json found at or above {path}: a classifier feature space '
-                      'needs the run folder written by jaxcv training (it names the model)')
-  run_dir, config, params = weights.run_dir, weights.config, weights.params
-  if 'head' not in params:
-    raise ConfigError(f'checkpoint {checkpoint} holds no classifier (no `head` parameters)')
-  num_classes = int(np.shape(params['head']['kernel'])[-1])
-  model_config = config.get('model', {})
-  model = build_model(model_config['name'], num_classes, **(model_config.get('kwargs') or {}))
-  image_size = (config.get('data') or {}).get('image_size')
-  apply_fn = lambda v, x: model.apply(v, x, train=False, return_features=True)[1]
-  dim = int(np.shape(params['head']['kernel'])[0])  # The head maps the features to logits.
+  run = inference.load_run(path, {None: 'auto', True: 'ema', False: 'plain'}[use_ema])
+  classifier = run.classifier()
+  image_size = run.config.data.get('image_size')
+  apply_fn = lambda v, x: classifier.features(v, x)[1]
+  dim = int(classifier.head.kernel.shape[0])  # The head maps the features to logits.
   # Named after the run folder: metric names carry it, and they must not contain '/'.
-  return FeatureSpace(name=f'classifier:{name or run_dir.name}', dim=dim,
-                      fingerprint=f'{path}:step={weights.step}', variables=weights.variables,
+  return FeatureSpace(name=f'classifier:{name or run.run_dir.name}', dim=dim,
+                      fingerprint=f'{path}:step={run.step}', variables=classifier.variables,
                       apply_fn=apply_fn, image_size=image_size)
 
 

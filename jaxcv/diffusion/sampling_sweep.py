@@ -40,6 +40,7 @@ import ml_collections
 import numpy as np
 
 from jaxcv import checkpoint as checkpoint_lib
+from jaxcv import inference
 from jaxcv import parallel
 from jaxcv import specs
 from jaxcv.diffusion import fid as fid_lib
@@ -75,31 +76,27 @@ def parse_samplers(text: str) -> dict[str, tuple[int, ...]]:
 
 
 class Member:
-  """One trained model of the sweep: its task, and its parameters at any saved step."""
+  """One trained model of the family: its run (jaxcv.inference), and its weights at any step."""
 
-  def __init__(self, record: dict, sweep_result: dict):
-    from jaxcv.data import open_train_data  # pylint: disable=import-outside-toplevel
-    from jaxcv.diffusion import sweep  # pylint: disable=import-outside-toplevel
-    from jaxcv.tasks import build_task  # pylint: disable=import-outside-toplevel
+  def __init__(self, record: dict, sweep_result: Optional[dict] = None):
+    del sweep_result  # Each member's own config.json describes it.
     self.record = record
     self.width = record['width']
-    self.config = sweep.member_config(sweep_result['config'], self.width,
-                                      sweep_result.get('overrides', ()))
-    _, info = open_train_data(self.config)
-    self.info = info
-    self.task = build_task(self.config, info)
     self.workdir = record['workdir']
+    run = inference.load_run(self.workdir)
+    self.config, self.info, self.task = run.config, run.info, run.task
+    self._latest = run.variables
 
   def checkpoint_steps(self) -> list[int]:
     directory = checkpoint_lib.checkpoint_dir(self.workdir)
     return sorted(int(p) for p in os.listdir(directory) if p.isdigit())
 
   def variables(self, step: Optional[int] = None) -> dict:
-    path = self.workdir if step is None else os.path.join(
-        checkpoint_lib.checkpoint_dir(self.workdir), str(step))
-    # The member's own config decides EMA (taken when present), as in its training evaluations.
-    return checkpoint_lib.load_run_weights(
-        path, default_use_ema=bool(self.config.eval_with_ema)).variables
+    """The weights the member evaluated with (EMA when it kept and used them), at `step`."""
+    if step is None:
+      return self._latest
+    return inference.load_run(os.path.join(checkpoint_lib.checkpoint_dir(self.workdir),
+                                           str(step))).variables
 
 
 class QualityMeter:
