@@ -66,9 +66,8 @@ class Progress:
 
 def plot_curves(jsonl_path: str, png_path: str) -> Optional[str]:
   """Plots every logged scalar against step, one panel per metric group; returns the PNG path."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A Figure of its own, not pyplot: no global backend switch (a notebook's inline figures live).
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
   records = read_jsonl(jsonl_path)
   skip = {'step', 'time', 'epoch', 'examples_per_sec', 'learning_rate'}
@@ -80,7 +79,8 @@ def plot_curves(jsonl_path: str, png_path: str) -> Optional[str]:
     groups.setdefault(name.rsplit('/', 1)[-1], []).append(name)
   if not groups:
     return None
-  fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.5), squeeze=False)
+  fig = Figure(figsize=(4.5 * len(groups), 3.5))
+  axes = fig.subplots(1, len(groups), squeeze=False)
   for ax, (kind, members) in zip(axes[0], sorted(groups.items())):
     for name in members:
       points = [(r['step'], r[name]) for r in records
@@ -94,7 +94,6 @@ def plot_curves(jsonl_path: str, png_path: str) -> Optional[str]:
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(png_path, dpi=100)
-  plt.close(fig)
   return png_path
 
 

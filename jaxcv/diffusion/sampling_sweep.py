@@ -288,14 +288,14 @@ def _winners_by_cost(best: list[dict]) -> list[tuple]:
 
 
 def plot(result: dict, out: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  # Figures of their own, not pyplot: no global backend switch (a notebook's inline figures live).
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
   best = result['best']
   methods = [m for m in DEFAULT_STEPS if any(p['sampler'] == m for p in best)]
   note = f'{result["feature_space"]}; {result["num_samples"]} samples'
   if methods:
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4), squeeze=False)
+    fig = Figure(figsize=(5 * len(methods), 4))
+    axes = fig.subplots(1, len(methods), squeeze=False)
     for ax, method in zip(axes[0], methods):
       for width in _widths(result):
         pts = sorted((p for p in best if p['sampler'] == method and p['width'] == width),
@@ -309,8 +309,8 @@ def plot(result: dict, out: str) -> None:
     fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'fid_vs_sampling_cost.png'), dpi=110)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * len(methods), 3.6))
+    axes = fig.subplots(1, len(methods), squeeze=False)
     for ax, method in zip(axes[0], methods):
       for width in _widths(result):
         pts = sorted((p for p in best if p['sampler'] == method and p['width'] == width),
@@ -320,10 +320,10 @@ def plot(result: dict, out: str) -> None:
       ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'best_guidance.png'), dpi=110)
-    plt.close(fig)
   curve = result['training_curve']
   if curve:
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     for width in sorted({p['width'] for p in curve}):
       pts = sorted((p for p in curve if p['width'] == width), key=lambda p: p['train_step'])
       ax.plot([p['training_compute'] for p in pts], [p['fid'] for p in pts], 'o-',
@@ -336,7 +336,6 @@ def plot(result: dict, out: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'fid_vs_training_compute.png'), dpi=110)
-    plt.close(fig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
