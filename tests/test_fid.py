@@ -2,6 +2,8 @@
 and the classifier-feature FID pipeline end to end (a tiny trained classifier, the 'generative'
 evaluator with a fake sampler)."""
 
+import json
+
 import jax
 import ml_collections
 import numpy as np
@@ -14,6 +16,7 @@ from jaxcv.data.registry import load_dataset
 from jaxcv.diffusion import fid
 from jaxcv.diffusion import fid_features
 from jaxcv.errors import ConfigError, UserError
+from jaxcv.evaluators.artefacts import Artefacts
 from jaxcv.evaluators.generative import GenerativeEvaluator
 from jaxcv.tasks import DataInfo
 
@@ -209,3 +212,53 @@ def test_generative_evaluator_errors(classifier_run):
         config, task, mesh)
   with pytest.raises(ConfigError, match='expected'):
     fid_features.build_feature_space('pixels')
+
+
+class FakeGridTask(FakeGenerativeTask):
+  """Real images plus noise that shrinks with more steps and grows away from guidance 2: the
+  grid's best FID must fall with the steps and pick guidance 2."""
+
+  def predict_fns(self):
+    def sample(variables, rng, labels, *, method='ddim', num_steps=50, guidance_scale=None,
+               max_steps=None):
+      del variables, method
+      assert max_steps == 8  # The largest step count of the grid: one compiled sampler.
+      index_rng, noise_rng = jax.random.split(rng)
+      index = jax.random.choice(index_rng, self._images.shape[0], (labels.shape[0],),
+                                replace=False)
+      images = self._images[index].astype(jax.numpy.float32) / 255.0
+      amount = 1.0 / num_steps + 0.3 * abs((guidance_scale or 0.0) - 2.0)
+      noise = jax.random.uniform(noise_rng, images.shape)
+      return (1 - amount) * images + amount * noise
+    return {'sample': sample}
+
+
+def test_generative_sampler_grid_metrics_and_artefacts(classifier_run, tmp_path):
+  config = config_lib.base_config()
+  config.data.name = DATA
+  mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
+  eval_config = ml_collections.ConfigDict(dict(
+      type='generative', feature_space=f'classifier:{classifier_run}', num_samples=100,
+      batch_size=100, cache_dir=str(tmp_path / 'cache'), keep=100, kid_subsets=5,
+      kid_subset_size=50, sample_kwargs={'num_steps': 8, 'guidance_scale': 2.0, 'max_steps': 8},
+      samplers='ddim(steps=(1,2,8)),ddpm(steps=8)', guidance=(1.0, 2.0, 3.0)))
+  data = load_dataset(DATA, 'train')
+  evaluator = GenerativeEvaluator(eval_config, config, FakeGridTask(data.images), mesh,
+                                  artefacts=Artefacts(tmp_path / 'gen'))
+  results = dict(evaluator.run({}))
+  tag = evaluator.space.name
+  assert f'fid[{tag}]' in results and f'ddim/2/w=3/fid[{tag}]' in results
+  assert len([k for k in results if k.endswith(f'/fid[{tag}]')]) == 4 * 3
+  best = [results[f'ddim/{s}/best_fid[{tag}]'] for s in (1, 2, 8)]
+  assert best[0] > best[1] > best[2]
+  assert {results[f'ddim/{s}/best_guidance'] for s in (1, 2, 8)} == {2.0}
+  assert results[f'ddim/2/best_fid[{tag}]'] == min(results[f'ddim/2/w={w}/fid[{tag}]']
+                                                   for w in (1, 2, 3))
+  saved = json.loads((tmp_path / 'gen' / 'grid.json').read_text())
+  assert len(saved['points']) == 12 and len(saved['best']) == 4
+  assert '| ddpm | 8 |' in (tmp_path / 'gen' / 'grid.md').read_text()
+  assert (tmp_path / 'gen' / 'grid.png').stat().st_size > 0
+  with pytest.raises(ConfigError, match='unknown sampler'):
+    GenerativeEvaluator(ml_collections.ConfigDict(dict(
+        type='generative', feature_space=f'classifier:{classifier_run}', samplers='euler')),
+        config, FakeGridTask(data.images), mesh)

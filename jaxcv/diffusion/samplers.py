@@ -30,10 +30,37 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxcv import parallel
+from jaxcv import specs
 from jaxcv.diffusion import schedules as schedules_lib
 from jaxcv.errors import ConfigError
 
 METHODS = ('ddim', 'ddpm', 'dpm_solver_pp')
+
+# The step counts each sampler is swept over when a grid names none (Mei et al. 2024's ranges).
+DEFAULT_STEPS = {
+    'ddim': (2, 3, 4, 6, 8, 10, 15, 20, 30, 50),
+    'ddpm': (10, 20, 30, 50),
+    'dpm_solver_pp': (2, 3, 4, 6, 8, 10, 15, 20),
+}
+MAX_STEPS = {'ddim': 50, 'ddpm': 50, 'dpm_solver_pp': 20}  # The paper's ranges per sampler.
+
+
+def parse_samplers(text: str) -> dict[str, tuple[int, ...]]:
+  """'ddim(steps=(2,4,8)),dpm_solver_pp(steps=(4,8)),ddpm' -> {'ddim': (2, 4, 8), ...}: a list of
+  sampler specs (jaxcv/specs.py); a sampler without steps gets its DEFAULT_STEPS."""
+  result = {}
+  for spec in specs.parse_list(text, 'sampler'):
+    if spec.name not in DEFAULT_STEPS:
+      raise ConfigError(f'unknown sampler {spec.name!r}; known: {", ".join(DEFAULT_STEPS)}')
+    steps = specs.bind(spec, {'steps': None}, 'sampler').get('steps', DEFAULT_STEPS[spec.name])
+    counts = tuple(steps) if isinstance(steps, (tuple, list)) else (steps,)
+    bad = [s for s in counts if not isinstance(s, int) or not 1 <= s <= MAX_STEPS[spec.name]]
+    if bad or not counts:
+      raise ConfigError(f'{spec.name} steps must be integers in [1, {MAX_STEPS[spec.name]}], '
+                        f'got {list(counts)}')
+    result[spec.name] = counts
+  return result
+
 
 # (variables, x_t [N, ...], t int32 [N], cond pytree with leading N or None) -> model output.
 DenoiseFn = Callable[[Any, jax.Array, jax.Array, Any], jax.Array]

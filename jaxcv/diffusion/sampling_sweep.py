@@ -28,51 +28,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
 from typing import Any, Optional, Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import inference
 from jaxcv import parallel
-from jaxcv import specs
-from jaxcv.diffusion import fid as fid_lib
 from jaxcv.diffusion import fid_features
-from jaxcv.errors import ConfigError, UserError
+from jaxcv.diffusion.samplers import DEFAULT_STEPS, MAX_STEPS, parse_samplers  # noqa: F401
+from jaxcv.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = {
-    'ddim': (2, 3, 4, 6, 8, 10, 15, 20, 30, 50),
-    'ddpm': (10, 20, 30, 50),
-    'dpm_solver_pp': (2, 3, 4, 6, 8, 10, 15, 20),
-}
 DEFAULT_GUIDANCE = (1.0, 1.5, 2.0, 3.0, 4.0)
-MAX_STEPS = {'ddim': 50, 'ddpm': 50, 'dpm_solver_pp': 20}  # The paper's ranges per sampler.
-
-
-def parse_samplers(text: str) -> dict[str, tuple[int, ...]]:
-  """'ddim(steps=(2,4,8)),dpm_solver_pp(steps=(4,8)),ddpm' -> {'ddim': (2, 4, 8), ...}: a list of
-  sampler specs (jaxcv/specs.py); a sampler without steps gets its DEFAULT_STEPS."""
-  result = {}
-  for spec in specs.parse_list(text, 'sampler'):
-    if spec.name not in DEFAULT_STEPS:
-      raise ConfigError(f'unknown sampler {spec.name!r}; known: {", ".join(DEFAULT_STEPS)}')
-    steps = specs.bind(spec, {'steps': None}, 'sampler').get('steps', DEFAULT_STEPS[spec.name])
-    counts = tuple(steps) if isinstance(steps, (tuple, list)) else (steps,)
-    bad = [s for s in counts if not isinstance(s, int) or not 1 <= s <= MAX_STEPS[spec.name]]
-    if bad or not counts:
-      raise ConfigError(f'{spec.name} steps must be integers in [1, {MAX_STEPS[spec.name]}], '
-                        f'got {list(counts)}')
-    result[spec.name] = counts
-  return result
 
 
 class Member:
@@ -99,40 +71,21 @@ class Member:
                                            str(step))).variables
 
 
-class QualityMeter:
-  """FID/KID of generated images against fixed reference statistics, with fixed seeds."""
+def quality_meter(member: Member, space: fid_features.FeatureSpace, dataset: str, split: str,
+                  num_samples: int, batch_size: int, reference_examples: int, mesh):
+  """The member's generative evaluator (jaxcv/evaluators/generative.py): one feature space,
+  reference and set of labels and initial noise for every member and grid point."""
+  from jaxcv.evaluators.generative import GenerativeEvaluator  # pylint: disable=import-outside-toplevel
+  eval_config = ml_collections.ConfigDict(dict(
+      type='generative', dataset=dataset, split=split, max_reference=reference_examples,
+      num_samples=num_samples, batch_size=batch_size, keep=num_samples, kid_subsets=20,
+      kid_subset_size=min(1000, num_samples)))
+  return GenerativeEvaluator(eval_config, member.config, member.task, mesh, feature_space=space)
 
-  def __init__(self, space: fid_features.FeatureSpace, reference: fid_lib.ReferenceStats,
-               num_samples: int, batch_size: int, num_classes: int, mesh, seed: int = 0,
-               kid_subsets: int = 20):
-    self.space, self.reference, self.mesh = space, reference, mesh
-    self.batch_size = math.ceil(batch_size / parallel.batch_divisor(mesh)) * parallel.batch_divisor(mesh)
-    self.num_batches = math.ceil(num_samples / self.batch_size)
-    self.num_samples = num_samples
-    self.labels = np.arange(self.num_batches * self.batch_size) % max(num_classes, 1)
-    self.seed = seed
-    self.kid_subsets = kid_subsets
 
-  def measure(self, task, variables, *, method, num_steps, guidance, max_steps) -> dict:
-    stats = fid_lib.FeatureStats(self.space.name, keep=self.num_samples)
-    sampler = task.sampler(max_steps, self.mesh)
-    class_conditional = task.settings.conditioning != 'none'
-    for b in range(self.num_batches):
-      labels = self.labels[b * self.batch_size:(b + 1) * self.batch_size]
-      rng = jax.random.fold_in(jax.random.key(self.seed), b)  # Same noise for every point.
-      noise_rng, sample_rng = jax.random.split(rng)
-      noise = jax.random.normal(noise_rng, (len(labels), *task.sample_shape), jnp.float32)
-      noise = jax.device_put(noise, parallel.batch_sharding(self.mesh))
-      cond = task.condition(jnp.asarray(labels), None) if class_conditional else None
-      x = sampler(variables, noise, cond, method=method, num_steps=num_steps, rng=sample_rng,
-                  guidance_scale=guidance if class_conditional else None,
-                  null_cond=task.null_condition(cond) if class_conditional else None)
-      images = task.to_images(x)
-      take = min(len(labels), self.num_samples - b * self.batch_size)
-      stats.update(np.asarray(jax.device_get(self.space(images)))[:take])
-    result = fid_lib.compare(stats, self.reference, kid_subsets=self.kid_subsets,
-                             kid_subset_size=min(1000, self.num_samples))
-    return {'fid': result['fid'], 'kid': result['kid'], 'num_samples': result['num_samples']}
+def measure(meter, variables, **sample_kwargs) -> dict:
+  result = meter.measure(variables, **sample_kwargs)
+  return {'fid': result['fid'], 'kid': result['kid'], 'num_samples': result['num_samples']}
 
 
 def best_per_steps(points: list[dict]) -> list[dict]:
@@ -161,10 +114,9 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
   members = [Member(r, sweep_result) for r in sweep_result['members']]
   space = fid_features.build_feature_space(feature_space).replicate(parallel.replicated(mesh))
   dataset, _, split = (reference or f'{members[0].config.data.name}:test').rpartition(':')
-  ref = fid_features.reference_stats(space, dataset, split,
-                                     data_dir=members[0].config.data.data_dir,
-                                     max_examples=reference_examples)
-  meter = QualityMeter(space, ref, num_samples, batch_size, members[0].info.num_classes, mesh)
+  meters = {m.width: quality_meter(m, space, dataset, split, num_samples, batch_size,
+                                   reference_examples, mesh) for m in members}
+  ref = meters[members[0].width].reference
   result = {'sweep': os.path.abspath(sweep_dir), 'feature_space': space.name,
             'reference': f'{dataset}:{split} ({ref.count} images)', 'num_samples': num_samples,
             'guidance': list(guidance), 'samplers': {k: list(v) for k, v in samplers.items()},
@@ -195,8 +147,8 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
             break
           cost = member.record['normalized_cost']
           t0 = time.perf_counter()
-          quality = meter.measure(member.task, variables[member.width], method=method,
-                                  num_steps=steps, guidance=scale, max_steps=max_steps)
+          quality = measure(meters[member.width], variables[member.width], method=method,
+                            num_steps=steps, guidance_scale=scale, max_steps=max_steps)
           record({'width': member.width, 'sampler': method, 'steps': steps, 'guidance': scale,
                   'normalized_cost': cost, 'sampling_cost': cost * steps,
                   'seconds': time.perf_counter() - t0, **quality}, result['points'])
@@ -208,8 +160,8 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
       for step in member.checkpoint_steps():
         if out_of_time():
           break
-        quality = meter.measure(member.task, member.variables(step), method=method,
-                                num_steps=steps, guidance=scale, max_steps=max_steps)
+        quality = measure(meters[member.width], member.variables(step), method=method,
+                          num_steps=steps, guidance_scale=scale, max_steps=max_steps)
         record({'width': member.width, 'train_step': step, 'training_compute': cost * step,
                 'sampler': method, 'steps': steps, 'guidance': scale, **quality},
                result['training_curve'])

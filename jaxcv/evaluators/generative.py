@@ -19,9 +19,20 @@ Config keys (`config.evals.<name>`, type 'generative'):
   keep             feature rows kept per side for KID (default 10000)
   cache_dir        where reference statistics are cached (default $JAXCV_CACHE_DIR/fid_stats)
   seed             sampling seed (default 0): the same seed gives the same images every time
+  samplers         a sampler grid as well, e.g. 'ddim(steps=(2,4,8)),dpm_solver_pp(steps=(4,8))'
+                   (a sampler without steps gets jaxcv.diffusion.samplers.DEFAULT_STEPS); every
+                   point samples with sample_kwargs plus method, num_steps, guidance_scale and
+                   max_steps (one compiled sampler serves the grid). Default '': no grid.
+  guidance         the grid's guidance scales (a tuple, or text '1,2,3'; default: none, i.e.
+                   the conditional model unguided)
 
 Yields `fid[<feature space>]`, `kid[<feature space>]` and `kid_std[<feature space>]`, so every
-logged number names the feature space it was measured in.
+logged number names the feature space it was measured in. With a grid also
+`<sampler>/<steps>/w=<guidance>/fid[<space>]` (and kid) per point and
+`<sampler>/<steps>/best_fid[<space>]`, `<sampler>/<steps>/best_guidance` over the guidance
+scales; every point uses the same labels and initial noise (common random numbers). The grid's
+artefacts (under <workdir>/<name>/): grid.json (the points), grid.md (best FID per sampler and
+steps) and grid.png (best FID against steps).
 """
 
 from __future__ import annotations
@@ -34,7 +45,9 @@ import math
 from jaxcv import parallel
 from jaxcv.diffusion import fid as fid_lib
 from jaxcv.diffusion import fid_features
+from jaxcv.diffusion import samplers as samplers_lib
 from jaxcv.errors import ConfigError
+from jaxcv.evaluators.artefacts import new_figure
 from jaxcv.evaluators.base import register
 
 log = logging.getLogger(__name__)
@@ -43,7 +56,7 @@ log = logging.getLogger(__name__)
 @register('generative')
 class GenerativeEvaluator:
 
-  def __init__(self, eval_config, config, task, mesh, feature_space=None):
+  def __init__(self, eval_config, config, task, mesh, feature_space=None, artefacts=None):
     spec = eval_config.get('feature_space')
     if feature_space is None and not spec:
       raise ConfigError("a 'generative' evaluator needs feature_space: 'inception' or "
@@ -87,22 +100,106 @@ class GenerativeEvaluator:
     self.kid_subsets = int(eval_config.get('kid_subsets', 100))
     self.kid_subset_size = int(eval_config.get('kid_subset_size', 1000))
     self._label_sharding = parallel.batch_sharding(mesh)
+    self.grid = samplers_lib.parse_samplers(eval_config.get('samplers') or '')
+    guidance = eval_config.get('guidance') or ()
+    if isinstance(guidance, str):
+      guidance = [g for g in guidance.split(',') if g.strip()]
+    try:
+      self.guidance = tuple(float(g) for g in guidance) or (None,)
+    except (TypeError, ValueError):
+      raise ConfigError(f'guidance={guidance!r}: expected numbers, e.g. (1.0, 2.0)') from None
+    self.artefacts = artefacts
     log.info('generative evaluator: %d samples, feature space %s (fingerprint %s), reference '
              'of %d images', self.num_samples, self.space.name, self.space.fingerprint,
              self.reference.count)
 
-  def sample_stats(self, variables) -> fid_lib.FeatureStats:
-    """Feature statistics of `num_samples` generated images (the same ones on every call)."""
+  def sample_stats(self, variables, **sample_kwargs) -> fid_lib.FeatureStats:
+    """Feature statistics of `num_samples` generated images (the same ones on every call);
+    `sample_kwargs` add to or replace the configured ones."""
+    sample = functools.partial(self._sample, **sample_kwargs) if sample_kwargs else self._sample
     return fid_features.sample_stats(
-        self.space, self._sample, variables, self.num_samples, batch_size=self.batch_size,
+        self.space, sample, variables, self.num_samples, batch_size=self.batch_size,
         num_classes=self.num_classes, seed=self.seed, keep=self.keep,
         label_sharding=self._label_sharding)
 
+  def measure(self, variables, **sample_kwargs) -> dict:
+    """fid_lib.compare's result (fid, kid, kid_std, ...) of the samples of `variables`."""
+    return fid_lib.compare(self.sample_stats(variables, **sample_kwargs), self.reference,
+                           kid_subsets=self.kid_subsets, kid_subset_size=self.kid_subset_size,
+                           seed=self.seed)
+
+  def grid_points(self, variables) -> list[dict]:
+    """Quality at every (sampler, steps, guidance) of the grid."""
+    max_steps = max((s for counts in self.grid.values() for s in counts), default=0)
+    points = []
+    for method, counts in self.grid.items():
+      for steps in counts:
+        for scale in self.guidance:
+          result = self.measure(variables, method=method, num_steps=steps,
+                                guidance_scale=scale, max_steps=max_steps)
+          points.append({'sampler': method, 'steps': steps, 'guidance': scale,
+                         **{k: result[k] for k in ('fid', 'kid', 'kid_std', 'num_samples')}})
+          log.info('%s', points[-1])
+    return points
+
   def run(self, variables):
-    result = fid_lib.compare(self.sample_stats(variables), self.reference,
-                             kid_subsets=self.kid_subsets, kid_subset_size=self.kid_subset_size,
-                             seed=self.seed)
+    result = self.measure(variables)
     tag = result['feature_space']
     for name in ('fid', 'kid', 'kid_std'):
       if result[name] is not None:
         yield f'{name}[{tag}]', result[name]
+    if not self.grid:
+      return
+    points = self.grid_points(variables)
+    for p in points:
+      prefix = f'{p["sampler"]}/{p["steps"]}/w={_scale_name(p["guidance"])}'
+      yield f'{prefix}/fid[{tag}]', p['fid']
+      if p['kid'] is not None:
+        yield f'{prefix}/kid[{tag}]', p['kid']
+    best = best_over_guidance(points)
+    for p in best:
+      yield f'{p["sampler"]}/{p["steps"]}/best_fid[{tag}]', p['fid']
+      if p['guidance'] is not None:
+        yield f'{p["sampler"]}/{p["steps"]}/best_guidance', p['guidance']
+    if self.artefacts is not None:
+      self.artefacts.json('grid.json', {'feature_space': tag, 'num_samples': self.num_samples,
+                                        'points': points, 'best': best})
+      self.artefacts.text('grid.md', grid_markdown(best, tag, self.num_samples))
+      self.artefacts.figure('grid.png', grid_figure(best, tag))
+
+
+def _scale_name(scale) -> str:
+  return 'none' if scale is None else f'{scale:g}'
+
+
+def best_over_guidance(points: list[dict]) -> list[dict]:
+  """The lowest-FID point of each (sampler, steps), in grid order."""
+  best: dict[tuple, dict] = {}
+  for p in points:
+    key = (p['sampler'], p['steps'])
+    if key not in best or p['fid'] < best[key]['fid']:
+      best[key] = p
+  return list(best.values())
+
+
+def grid_markdown(best: list[dict], feature_space: str, num_samples: int) -> str:
+  lines = [f'# Sampler grid: best FID over guidance ({feature_space}, {num_samples} samples)',
+           '', '| sampler | steps | FID | KID | guidance |', '|---|---|---|---|---|']
+  for p in best:
+    kid = '' if p['kid'] is None else f'{p["kid"]:.4f}'
+    lines.append(f'| {p["sampler"]} | {p["steps"]} | {p["fid"]:.2f} | {kid} | '
+                 f'{_scale_name(p["guidance"])} |')
+  return '\n'.join(lines) + '\n'
+
+
+def grid_figure(best: list[dict], feature_space: str):
+  """Best FID against steps, one line per sampler (a matplotlib Figure, no pyplot)."""
+  figure = new_figure(figsize=(5, 3.6))
+  ax = figure.add_subplot()
+  for method in dict.fromkeys(p['sampler'] for p in best):
+    pts = sorted((p for p in best if p['sampler'] == method), key=lambda p: p['steps'])
+    ax.plot([p['steps'] for p in pts], [p['fid'] for p in pts], 'o-', label=method)
+  ax.set(xlabel='sampling steps', ylabel='best FID over guidance', title=feature_space)
+  ax.legend(fontsize=8)
+  figure.tight_layout()
+  return figure
