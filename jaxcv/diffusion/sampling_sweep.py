@@ -25,7 +25,6 @@ every output for the points done, so a time-boxed run always leaves results.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -106,7 +105,10 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
         devices: Optional[list] = None) -> dict[str, Any]:
   """Runs the grid (then the training-compute curve) and writes results.json/.md and plots."""
   t_start = time.perf_counter()
-  with open(os.path.join(sweep_dir, 'sweep.json')) as f:
+  record = os.path.join(sweep_dir, 'sweep.json')
+  if not os.path.isfile(record):
+    raise UserError(f'{record} not found: --sweep names the folder of a trained width family')
+  with open(record) as f:
     sweep_result = json.load(f)
   os.makedirs(out, exist_ok=True)
   mesh = parallel.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}),
@@ -291,7 +293,9 @@ def plot(result: dict, out: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  from jaxcv.main import ArgumentParser, setup_logging  # pylint: disable=import-outside-toplevel
+  parser = ArgumentParser(prog='python -m jaxcv.diffusion.sampling_sweep',
+                          description=__doc__.split('\n')[0])
   parser.add_argument('--sweep', required=True, help='workdir of jaxcv.diffusion.sweep')
   parser.add_argument('--feature_space', '--feature-space', required=True,
                       help="'classifier:<checkpoint>' or 'inception[:<weights>]'")
@@ -316,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(os.path.join(out, 'results.json')) as f:
       write_outputs(json.load(f), out)
     return 0
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+  setup_logging()
   try:
     curve = None
     if args.curve != 'none':
@@ -329,9 +333,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  reference=args.reference, reference_examples=args.reference_examples,
                  curve_setting=curve, deadline_seconds=args.deadline_seconds,
                  budget_note=args.budget_note)
-  except (UserError, ValueError) as e:
+  except (UserError, ValueError) as e:  # ValueError: a malformed --curve or --guidance.
     print(f'error: {e}', file=sys.stderr)
-    return 1
+    return 2
   print(f'{len(result["points"])} points, {len(result["training_curve"])} curve points in '
         f'{result["seconds"]:.0f}s; results in {args.out or os.path.join(args.sweep, "sampling")}')
   return 0
