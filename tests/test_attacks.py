@@ -197,7 +197,7 @@ def test_apgd_is_at_least_as_strong_as_pgd_and_robust_accuracy_falls_with_eps():
 
 
 def test_ensemble_specs_and_worst_case():
-  with pytest.raises(ConfigError, match='unknown kind'):
+  with pytest.raises(ConfigError, match='unknown attack'):
     attacks.parse_attack('a', 'deepfool(steps=3)')
   with pytest.raises(ConfigError, match='takes'):
     attacks.parse_attack('a', 'apgd_ce(step_size=0.1)')

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 
+from jaxcv import plugins
 from jaxcv import specs as specs_lib
 from jaxcv.attacks import common
 from jaxcv.attacks.apgd import apgd, apgd_targeted
@@ -26,8 +27,9 @@ from jaxcv.attacks.pgd import fgsm, pgd
 from jaxcv.attacks.square import square_linf
 from jaxcv.errors import ConfigError
 
-# name -> (function, defaults). Every attack gets eps and norm from the evaluator.
-ATTACKS: dict[str, tuple[Callable, dict[str, Any]]] = {
+# name -> (function, defaults). Every attack gets eps and norm from the evaluator. A paper's
+# package adds its own with ATTACKS.register (jaxcv/plugins.py).
+ATTACKS = plugins.Registry('attack', entries={
     'fgsm': (lambda p, x, y, r, **kw: fgsm(p, x, y, **kw), {}),
     'pgd': (pgd, {'steps': 20, 'step_size': 2 / 255, 'restarts': 1}),
     'cw_pgd': (functools.partial(pgd, loss='cw'),  # PGD on the CW margin ("CW-inf").
@@ -38,7 +40,7 @@ ATTACKS: dict[str, tuple[Callable, dict[str, Any]]] = {
     'fab_t': (fab_targeted, {'steps': 100, 'num_targets': 9}),
     'square': (square_linf, {'n_queries': 5000}),
     'autoattack': (autoattack, {'version': 'standard', 'steps': 100, 'n_queries': 5000}),
-}
+})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +56,10 @@ class AttackSpec:
 def parse_attack(name: str, spec: str) -> AttackSpec:
   """'pgd(steps=20, step_size=0.003)' -> AttackSpec; errors name the bad part."""
   parsed = specs_lib.parse(spec or '', f'attack {name}:')
-  if parsed.name not in ATTACKS:
-    raise ConfigError(f'attack {name}: unknown kind {parsed.name!r}; known: {sorted(ATTACKS)}')
-  accepted = dict(ATTACKS[parsed.name][1])
+  try:
+    accepted = dict(ATTACKS[parsed.name][1])
+  except plugins.UnknownNameError as e:
+    raise ConfigError(f'attack {name}: {e}') from None
   if parsed.name == 'pgd':
     accepted.update(loss='ce', random_start=True)
   kwargs = specs_lib.bind(parsed, accepted, f'attack {name}:')

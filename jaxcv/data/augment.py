@@ -6,6 +6,9 @@ Every op maps (rng, float images [N, H, W, C] in [0, 1]) -> images of the same k
 independent randomness per sample. Papers add ops with `@register('name')` and insert them where
 their protocol says, e.g. COIN's random pixel displacement after crop and flip:
     'crop(padding=4)|flip|coin(alpha=2.0,wrap="legacy")'
+A paper's ops live in its package (COIN's in jaxcv/unlearnable/augment.py, airbench's in
+jaxcv/fast/augment.py) and are imported the first time a pipeline names them (the index of `_OPS`).
+The grammar is jaxcv/specs.py's.
 
 Ops that also mix labels (mixup, cutmix) act on the whole batch and live in a second registry
 (`register_mixing`); a task that supports soft targets builds them with `build_mixing(spec)`
@@ -22,19 +25,23 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from jaxcv import plugins
 from jaxcv import specs
 from jaxcv.errors import ConfigError
-from jaxcv.unlearnable import coin as coin_lib
 
 AugmentOp = Callable[..., jax.Array]
-_OPS: dict[str, AugmentOp] = {}
+# A paper's ops live in its package and are imported on first use (jaxcv/plugins.py).
+_OPS = plugins.Registry('augmentation op', modules={
+    'coin': 'jaxcv.unlearnable.augment',
+    'translate': 'jaxcv.fast.augment',
+})
 # name -> check(**kwargs): validates an op's arguments when the pipeline is built.
 _CHECKS: dict[str, Callable[..., None]] = {}
 
 
 def register(name: str, check: Optional[Callable[..., None]] = None):
   def wrap(fn: AugmentOp) -> AugmentOp:
-    _OPS[name] = fn
+    _OPS.register(name, fn)
     if check is not None:
       _CHECKS[name] = check
     return fn
@@ -79,19 +86,6 @@ def cutout(rng, images, size: int = 16):
   return jnp.where(inside, 0.0, images)
 
 
-def _check_coin(alpha: float = 2.0, wrap: str = 'legacy', quantize: bool = True) -> None:
-  del quantize
-  coin_lib.check_options(alpha, wrap)
-
-
-@register('coin', check=_check_coin)
-def coin(rng, images, alpha: float = 2.0, wrap: str = 'legacy', quantize: bool = True):
-  """COIN (arXiv 2311.18403): per-pixel bilinear displacement by U(-alpha, alpha), wrapped at the
-  border ('legacy': SciPy's 'wrap' as the official code, period n-1; 'grid': period n), then
-  truncated to the uint8 grid (`quantize`). See jaxcv/unlearnable/coin.py."""
-  return coin_lib.coin(rng, images, alpha=alpha, wrap=wrap, quantize=quantize)
-
-
 # ITU-R 601-2 luma, as Pillow's convert('L') (the ISS-G defense's grayscale).
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -110,14 +104,8 @@ def grayscale(rng, images):
 # Label-mixing ops: (rng, images [N, H, W, C], targets [N, K]) -> (images, targets)
 # ---------------------------------------------------------------------------------------------
 
-_MIXING_OPS: dict[str, Callable] = {}
-
-
-def register_mixing(name: str):
-  def wrap(fn):
-    _MIXING_OPS[name] = fn
-    return fn
-  return wrap
+_MIXING_OPS = plugins.Registry('label-mixing op')
+register_mixing = _MIXING_OPS.register
 
 
 @register_mixing('mixup')
@@ -155,7 +143,7 @@ def cutmix(rng, images, targets, alpha: float = 1.0):
 def build_mixing(spec: str, num_classes: int) -> Optional[Callable]:
   """mix(rng, images, labels) -> (images, targets [N, num_classes]) applying the label-mixing
   ops in `spec` (e.g. 'mixup(alpha=1.0)'), or None when `spec` is empty."""
-  parsed = parse(spec, _MIXING_OPS, 'label-mixing op')
+  parsed = parse(spec, _MIXING_OPS)
   for name, kwargs in parsed:
     if not kwargs.get('alpha', 1.0) > 0:
       raise ConfigError(f'{name}: alpha must be > 0 (Beta(alpha, alpha)), got {kwargs["alpha"]}')
@@ -176,16 +164,14 @@ def op_names() -> list[str]:
   return sorted(_OPS)
 
 
-def parse(spec: str, registry: Optional[dict[str, Callable]] = None,
-          what: str = 'augmentation op') -> list[tuple[str, dict]]:
+def parse(spec: str, registry: Optional[plugins.Registry] = None) -> list[tuple[str, dict]]:
   """'crop(padding=4)|flip' -> [('crop', {'padding': 4}), ('flip', {})]; errors name the bad op.
 
   Unknown keywords and bad values fail when the pipeline is built, not inside the jit."""
   registry = _OPS if registry is None else registry
+  what = registry.kind
   ops = []
   for op in specs.parse_pipeline(spec, what):
-    if op.name not in registry:
-      raise ConfigError(f'unknown {what} {op.name!r}; known: {sorted(registry)}')
     # The op's own arguments follow (rng, images) or, for mixing ops, (rng, images, targets).
     accepted = {k: v for k, v in specs.parameters(registry[op.name], skip=1).items()
                 if k not in ('images', 'targets')}

@@ -31,13 +31,12 @@ does under `--seed N` (default 0, DomainBed's default).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import importlib.resources
 import os
-import re
 from pathlib import Path
 from typing import Callable, Optional
 
+from jaxcv import plugins
 from jaxcv import specs
 from jaxcv.data import cache
 from jaxcv.data import sources
@@ -228,14 +227,17 @@ DATASETS: dict[str, _Spec] = {
 _GENERIC = ('folder:PATH', 'tar:PATH[::PREFIX]', 'npz:PATH', 'tfds:NAME', 'synthetic[:k=v,...]',
             'KIND[(k=v,...)]:NAME')
 
-# Derived datasets: KIND -> 'module:function', imported on first use (so the data layer does not
-# depend on the capability). function(kind, options or None, base split, split) -> ArrayDataset;
-# the base split is `split`, or the function's attribute `base_split` when it has one.
-DERIVED: dict[str, str] = {
-    kind: 'jaxcv.unlearnable.datasets:load_derived'
-    for kind in ('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')
-}
-DERIVED['domainbed'] = 'jaxcv.domain_generalization.splits:load_derived'
+# Derived datasets: KIND -> function(kind, options text or None, base split, split) ->
+# ArrayDataset, registered by its capability's module and imported on first use (so the data
+# layer does not depend on the capability; jaxcv/plugins.py). The base split is `split`, or the
+# function's attribute `base_split` when it has one.
+DERIVED = plugins.Registry('derived dataset', modules={
+    **{kind: 'jaxcv.unlearnable.datasets'  # Registers its kinds.
+       for kind in ('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')},
+    'domainbed': 'jaxcv.domain_generalization.splits:load_derived',
+    **{kind: 'jaxcv.ood.shifts:load_derived'
+       for kind in ('corrupt', 'mosaic', 'adversarial')},  # BROAD's shifts.
+})
 
 
 def parse_derived_options(kind: str, text: Optional[str], defaults: dict) -> dict:
@@ -257,8 +259,7 @@ def _load_derived(name: str, split: str, data_dir: Optional[Path],
   if prefixed is None or prefixed[0].name not in DERIVED:
     return None
   spec, base_name = prefixed
-  module, _, function = DERIVED[spec.name].partition(':')
-  derive = getattr(importlib.import_module(module), function)
+  derive = DERIVED[spec.name]
   base_split = getattr(derive, 'base_split', split)
   return derive(spec.name, spec.args, load_dataset(base_name, base_split, data_dir, image_size),
                 split)
@@ -314,18 +315,15 @@ def load_dataset(name: str, split: str, data_dir: Optional[str | os.PathLike] = 
   raise DatasetNotFoundError(_missing_message(name, split, spec, data_dir, tried))
 
 
-_NAME_OPTIONS = re.compile(r'^(\w+)\(([^()]*)\)$')
-
-
 def _name_options(name: str) -> tuple[str, dict]:
   """'rotated_mnist(seed=3)' -> ('rotated_mnist', {'seed': 3}); a name that takes options and
   has none gets their defaults."""
-  match = _NAME_OPTIONS.match(name)
-  base, text = match.groups() if match else (name, None)
+  parsed = specs.parse(name, 'dataset') if '(' in name else None
+  base, text = (parsed.name, parsed.args) if parsed else (name, None)
   spec = DATASETS.get(base)
   if spec is None:
     return name, {}  # load_dataset names the unknown dataset.
-  if match and not spec.options:
+  if parsed and not spec.options:
     raise DatasetNotFoundError(f'dataset {base!r} takes no options: {name!r}')
   return base, parse_derived_options(base, text, spec.options) if spec.options else {}
 

@@ -9,7 +9,6 @@ the loop then gives it an `Artefacts` writer for `<workdir>/<evaluator name>/`.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from typing import Any, Iterator, Optional, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Iterator, Optional, Protocol
 import ml_collections
 from jax.sharding import Mesh
 
+from jaxcv import plugins
 from jaxcv.errors import ConfigError
 from jaxcv.evaluators.artefacts import Artefacts
 
@@ -27,16 +27,13 @@ class Evaluator(Protocol):
     ...
 
 
-EVALUATORS: dict[str, type] = {}
-# Evaluators imported only when a config names them (they pull in large packages).
-_MODULES = {'ood': 'jaxcv.evaluators.ood'}
-
-
-def register(name: str):
-  def wrap(cls):
-    EVALUATORS[name] = cls
-    return cls
-  return wrap
+# Each evaluator module registers its class; it is imported only when a config names it
+# (jaxcv/plugins.py): by the index, else as jaxcv.evaluators.<type>.
+EVALUATORS = plugins.Registry('evaluator', package='jaxcv.evaluators', modules={
+    name: f'jaxcv.evaluators.{name}' for name in (
+        'classification', 'domains', 'feature_gap', 'generative', 'ood', 'robustness',
+        'segmentation')})
+register = EVALUATORS.register
 
 
 def build_evaluators(config: ml_collections.ConfigDict, task, mesh: Mesh,
@@ -45,12 +42,10 @@ def build_evaluators(config: ml_collections.ConfigDict, task, mesh: Mesh,
   constructor takes `artefacts` get a writer for `<workdir>/<name>/` (artefacts.py)."""
   evaluators = {}
   for name, eval_config in config.evals.items():
-    if eval_config.type not in EVALUATORS and eval_config.type in _MODULES:
-      importlib.import_module(_MODULES[eval_config.type])
-    if eval_config.type not in EVALUATORS:
-      raise ConfigError(f'evals.{name}.type={eval_config.type!r} is unknown; known: '
-                        f'{sorted(set(EVALUATORS) | set(_MODULES))}')
-    cls = EVALUATORS[eval_config.type]
+    try:
+      cls = EVALUATORS[eval_config.type]
+    except plugins.UnknownNameError as e:
+      raise ConfigError(f'evals.{name}.type: {e}') from None
     kwargs = {}
     if 'artefacts' in inspect.signature(cls).parameters:
       kwargs['artefacts'] = Artefacts(None if workdir is None else os.path.join(workdir, name))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxcv import plugins
 from jaxcv.errors import ConfigError
 from jaxcv.models.airbench import AirbenchNet
 from jaxcv.models.layers import Classifier
@@ -26,8 +27,9 @@ from jaxcv.models.small import MLP, MnistCNN, SmallCNN
 from jaxcv.models.vit import ViT, ViTSmall, ViTTiny
 from jaxcv.models.wide_resnet import WRN16_4, WRN28_10, WRN34_10, WideResNet
 
-# name -> (constructor, attributes the name fixes, overridable defaults).
-_REGISTRY: dict[str, tuple[Callable[..., Classifier], dict[str, Any], dict[str, Any]]] = {
+# name -> (constructor, attributes the name fixes, overridable defaults); a paper's package adds
+# its own with `register_model`, listed in the lazy index `modules` (jaxcv/plugins.py).
+MODELS = plugins.Registry('model', entries={
     'resnet18': (ResNet18, {'stem': 'cifar'}, {}),
     'resnet34': (ResNet34, {'stem': 'cifar'}, {}),
     'resnet50': (ResNet50, {'stem': 'cifar'}, {}),
@@ -46,9 +48,19 @@ _REGISTRY: dict[str, tuple[Callable[..., Classifier], dict[str, Any], dict[str, 
     'mnist_cnn': (MnistCNN, {'norm': 'group'}, {}),
     'mnist_cnn_bn': (MnistCNN, {'norm': 'batch'}, {}),
     'airbench94': (AirbenchNet, {}, {}),
-}
+})
 
-MODEL_NAMES: list[str] = sorted(_REGISTRY)
+MODEL_NAMES: list[str] = MODELS.names()
+
+
+def register_model(name: str, fixed: Optional[dict[str, Any]] = None,
+                   defaults: Optional[dict[str, Any]] = None):
+  """Class decorator: `build_model(name, ...)` builds the class with the attributes `fixed`
+  (not overridable) and `defaults` (overridable)."""
+  def wrap(cls: Callable[..., Classifier]):
+    MODELS.register(name, (cls, dict(fixed or {}), dict(defaults or {})))
+    return cls
+  return wrap
 
 
 def _dtype(value: Any) -> Any:
@@ -69,11 +81,9 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   input_std, width, patch_size, dropout, ...); lists become tuples so the
   module stays hashable. Unknown names and keys raise `ConfigError`.
   """
-  if name not in _REGISTRY:
-    raise ConfigError(f'unknown model {name!r}; known models: {", ".join(MODEL_NAMES)}')
   if not isinstance(num_classes, numbers.Integral) or num_classes < 1:
     raise ConfigError(f'num_classes must be a positive int, got {num_classes!r}')
-  ctor, fixed, defaults = _REGISTRY[name]
+  ctor, fixed, defaults = MODELS[name]
   cls = ctor.func if isinstance(ctor, functools.partial) else ctor
   fixed = {**getattr(ctor, 'keywords', {}), **fixed}
   settable = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name', 'num_classes'}
@@ -92,5 +102,5 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 __all__ = [
     'AirbenchNet', 'MLP', 'MODEL_NAMES', 'MnistCNN', 'Classifier', 'ResNet', 'ResNet18', 'ResNet34',
     'ResNet50', 'SmallCNN', 'ViT', 'ViTSmall', 'ViTTiny', 'WRN16_4', 'WRN28_10', 'WRN34_10',
-    'WideResNet', 'build_model',
+    'WideResNet', 'build_model', 'register_model',
 ]

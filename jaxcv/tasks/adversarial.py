@@ -17,6 +17,7 @@ import optax
 from jaxcv import attacks
 from jaxcv import inference
 from jaxcv.errors import ConfigError
+from jaxcv.tasks import register
 from jaxcv.tasks.base import TrainState
 from jaxcv.losses import cross_entropy
 from jaxcv.tasks.classification import ClassificationTask, classification_metrics
@@ -135,6 +136,7 @@ class PGDATTask(AdversarialTask):
 
   def loss(self, params, model_state, extra, batch, rng):
     del extra
+@register('pgd_at')
     attack_rng, dropout_rng = jax.random.split(rng)
     x_adv = self.attack(params, model_state, batch['image'], batch['label'], attack_rng)
     logits, new_state = self.train_forward(params, model_state, x_adv, dropout_rng)
@@ -155,6 +157,7 @@ class TRADESTask(AdversarialTask):
   x + N(0, 0.001^2) (eval-mode attack, as the reference code). Two train-mode forwards, clean
   then adversarial, update BatchNorm in that order, like the reference."""
 
+@register('trades')
   def loss(self, params, model_state, extra, batch, rng):
     del extra
     a = self.config.adversarial

@@ -39,6 +39,7 @@ import ml_collections
 
 from jaxcv import inference
 from jaxcv.errors import ConfigError
+from jaxcv.tasks import register
 from jaxcv.tasks.adversarial import AdversarialTask
 from jaxcv.tasks.classification import classification_metrics, cross_entropy
 
@@ -130,6 +131,7 @@ def is_disentangled(params: Mapping[str, Any]) -> bool:
 
 # ------------------------------------------------------------------ the tasks
 
+@register('afd')
 class AFDTask(AdversarialTask):
 
   def __init__(self, config, info):

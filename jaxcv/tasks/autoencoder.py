@@ -23,6 +23,7 @@ import ml_collections
 
 from jaxcv.errors import ConfigError
 from jaxcv.models.autoencoder import KLAutoencoder, kl_divergence
+from jaxcv.tasks import register
 from jaxcv.tasks.base import Task
 
 MODEL_NAME = 'kl_autoencoder'
@@ -39,6 +40,7 @@ def psnr(images: jax.Array, reconstructions: jax.Array) -> jax.Array:
   return jnp.mean(-10.0 * jnp.log10(jnp.maximum(mse, 1e-10)))
 
 
+@register('autoencoder')
 class AutoencoderTask(Task):
 
   def __init__(self, config, info):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxcv.data import augment as augment_lib
 from jaxcv.losses import cross_entropy, soft_cross_entropy  # noqa: F401 - re-exported
+from jaxcv.tasks import register
 from jaxcv.tasks.base import Task
 
 
@@ -19,6 +20,7 @@ def classification_metrics(logits: jax.Array, labels: jax.Array) -> dict[str, ja
   return {'accuracy': jnp.mean(jnp.argmax(logits, -1) == labels)}
 
 
+@register('classification')
 class ClassificationTask(Task):
 
   def __init__(self, config, info):

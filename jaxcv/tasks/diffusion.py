@@ -34,6 +34,7 @@ from jaxcv.diffusion import conditioning as cond_lib
 from jaxcv.diffusion import samplers as samplers_lib
 from jaxcv.diffusion import schedules as schedules_lib
 from jaxcv.errors import ConfigError
+from jaxcv.tasks import register
 from jaxcv.tasks.base import Task
 
 CONDITIONINGS = ('class', 'text', 'none')
@@ -92,6 +93,7 @@ def _load_autoencoder(checkpoint: str):
   return autoencoder.KLAutoencoder(**kwargs), weights.params
 
 
+@register('diffusion')
 class DiffusionTask(Task):
   """ε/v-prediction training of a (conditional) denoiser; see the module docstring."""
 

@@ -102,6 +102,16 @@ def grayscale(base: ArrayDataset) -> ArrayDataset:
                       domain_names=base.domain_names, source=f'grayscale of {base.source}')
 
 
+def _register_kinds(*kinds: str):
+  """Registers a function as the data layer's derived datasets `kinds` (jaxcv/data/registry.py)."""
+  def wrap(fn):
+    for kind in kinds:
+      registry.DERIVED.register(kind, fn)
+    return fn
+  return wrap
+
+
+@_register_kinds('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')
 def load_derived(kind: str, options: Optional[str], base: ArrayDataset,
                  split: str) -> ArrayDataset:
   """The data layer's hook (jaxcv/data/registry.py): dataset `kind(options):BASE` for `split`,

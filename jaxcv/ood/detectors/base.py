@@ -7,20 +7,19 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from jaxcv import plugins
 from jaxcv.errors import ConfigError
 from jaxcv.ood.featureset import FeatureSet
 
-DETECTORS: dict[str, type] = {}
+# A paper's detectors register from its own package, listed in `modules` (jaxcv/plugins.py).
+DETECTORS = plugins.Registry('OOD detector')
 
 
 def register(name: str):
   """Class decorator: makes the detector buildable as `name` or `name(key=value, ...)`."""
   def wrap(cls):
-    if name in DETECTORS:
-      raise ValueError(f'detector {name!r} registered twice')
     cls.name = name
-    DETECTORS[name] = cls
-    return cls
+    return DETECTORS.register(name)(cls)
   return wrap
 
 
