@@ -131,12 +131,12 @@ class AdversarialTask(ClassificationTask):
     return {**fns, 'features': features}
 
 
+@register('pgd_at')
 class PGDATTask(AdversarialTask):
   """Madry et al.: cross-entropy on PGD examples only."""
 
   def loss(self, params, model_state, extra, batch, rng):
     del extra
-@register('pgd_at')
     attack_rng, dropout_rng = jax.random.split(rng)
     x_adv = self.attack(params, model_state, batch['image'], batch['label'], attack_rng)
     logits, new_state = self.train_forward(params, model_state, x_adv, dropout_rng)
@@ -152,12 +152,12 @@ def _kl_to(target_probs: jax.Array):
   return kl
 
 
+@register('trades')
 class TRADESTask(AdversarialTask):
   """Zhang et al. 2019: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL from
   x + N(0, 0.001^2) (eval-mode attack, as the reference code). Two train-mode forwards, clean
   then adversarial, update BatchNorm in that order, like the reference."""
 
-@register('trades')
   def loss(self, params, model_state, extra, batch, rng):
     del extra
     a = self.config.adversarial
