@@ -11,7 +11,6 @@ from jaxcv import config as config_lib
 from jaxcv.data.statistics import input_normalization
 
 
-
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, epochs=15.0, width=16)
   config = config_lib.base_config()

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -64,6 +65,7 @@ class Row:
   fn: str = ''
   kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Shown as columns.
+  show: bool = True  # False: a row others build on (a pre-training run), not a table line.
 
   @property
   def line(self) -> str:
@@ -178,6 +180,11 @@ def run_order(rows: Sequence[Row], selected: Sequence[str]) -> list[Row]:
 
 # ---------------------------------------------------------------------------- running
 def _substitute(value: Any, workdirs: Mapping[str, str]) -> Any:
+  """`value` with '{ROW}' replaced by row ROW's workdir, inside strings, lists and dicts."""
+  if isinstance(value, Mapping):
+    return {k: _substitute(v, workdirs) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return type(value)(_substitute(v, workdirs) for v in value)
   if isinstance(value, str):
     for name, path in workdirs.items():
       value = value.replace('{' + name + '}', path)
@@ -331,6 +338,8 @@ def table_lines(table: Table, results: Mapping[str, dict],
   """One entry per table line (group): labels, per column mean/spread/n, reference, statuses."""
   lines: dict[str, dict] = {}
   for row in table.rows:
+    if not row.show:
+      continue
     line = lines.setdefault(row.line, {'line': row.line, 'rows': [], 'labels': dict(row.labels),
                                        'columns': {}, 'reference': dict(
                                            table.reference.get(row.line, {}))})
@@ -448,11 +457,29 @@ def write_outputs(table: Table, workdir: str, records: Sequence[dict]) -> None:
       log.error('render of %s failed:\n%s', table.name, traceback.format_exc())
 
 
+def export(workdir: str, destination: str, max_bytes: int = 5 << 20) -> list[str]:
+  """Copies a sweep's results without its checkpoints (for results/ folders and GPU runs):
+  the table outputs and every file of the rows' folders except checkpoints and files over
+  `max_bytes`. Returns the copied paths, relative to `destination`."""
+  copied = []
+  for root, folders, files in os.walk(workdir):
+    folders[:] = [f for f in folders if f != 'checkpoints']
+    for name in files:
+      source = os.path.join(root, name)
+      if os.path.getsize(source) > max_bytes or '.tmp' in name or name == '.lock':
+        continue
+      relative = os.path.relpath(source, workdir)
+      os.makedirs(os.path.dirname(os.path.join(destination, relative)), exist_ok=True)
+      shutil.copy2(source, os.path.join(destination, relative))
+      copied.append(relative)
+  return sorted(copied)
+
+
 # ---------------------------------------------------------------------------- command line
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--table', required=True, help='configs/<paper>/table.py[:PRESET,k=v]')
-  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--workdir', default='', help='where the rows run (needed unless --list)')
   parser.add_argument('--rows', default='', help='comma-separated rows (and their dependencies)')
   parser.add_argument('--deadline', type=float, default=0.0,
                       help='seconds after which no row starts that would overrun (0: none)')
@@ -460,7 +487,11 @@ def main(argv=None) -> int:
                       help='KEY=VALUE for every config row, repeatable')
   parser.add_argument('--render_only', action='store_true', help='only rewrite the table')
   parser.add_argument('--list', action='store_true', help='print the rows and exit')
+  parser.add_argument('--export', default='',
+                      help='afterwards, copy the results (no checkpoints) to this folder')
   args = parser.parse_args(argv)
+  if not args.workdir and not args.list:
+    parser.error('--workdir is required')
   start = time.perf_counter()
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
                       datefmt='%H:%M:%S', stream=sys.stdout, force=True)
@@ -476,7 +507,10 @@ def main(argv=None) -> int:
         return 0
       records = _read_json(os.path.join(args.workdir, 'rows.json')) or []
       write_outputs(table, args.workdir, records)
-      print(open(os.path.join(args.workdir, 'table.md')).read())
+      if args.export:
+        export(args.workdir, args.export)
+      with open(os.path.join(args.workdir, 'table.md')) as f:
+        print(f.read())
       return 0
     names = [r for r in args.rows.split(',') if r]
     records = run_table(args.table, args.workdir, names or None, args.deadline, args.override,
@@ -484,6 +518,8 @@ def main(argv=None) -> int:
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  if args.export:
+    log.info('exported %d files to %s', len(export(args.workdir, args.export)), args.export)
   counts = {s: sum(r['status'] == s for r in records) for s in {r['status'] for r in records}}
   log.info('%s in %.0f s; table: %s', counts, time.perf_counter() - start,
            os.path.join(args.workdir, 'table.md'))

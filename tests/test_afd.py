@@ -1,14 +1,18 @@
 """AFD's pieces on a tiny batch: the confusing label, the three losses, the gradient routing of
 both update modes, the two-buffer SGD identity `code_faithful` rests on, folding D1 into the
-head, and a tiny natural -> AFD -> evaluation run through the loop."""
+head, a tiny natural -> AFD -> evaluation run through the loop, and the table's chain."""
+
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import config as config_lib
+from jaxcv import sweep
 from jaxcv import train
 from jaxcv.data.dataset import DataInfo
 from jaxcv.tasks import afd
@@ -190,3 +194,23 @@ def test_natural_then_afd_then_plain_evaluation(tmp_path):
   plain = train.run(evaluation, str(tmp_path / 'eval'), devices=one)
   assert abs(plain['test/loss'] - summary['test/loss']) < 1e-4
   assert plain['test/accuracy'] == summary['test/accuracy']
+
+
+def test_the_table_chain_natural_afd_evaluation_at_runlocal(tmp_path):
+  """configs/afd/table.py: AFD's row fine-tunes its seed's natural row; its evaluation row
+  attacks the fine-tuned weights; the table reads the evaluation rows."""
+  workdir = tmp_path / 'afd'
+  spec = (f'{REPO_ROOT / "configs" / "afd" / "table.py"}:runlocal,'
+          'dataset=synthetic:n=128;size=8;classes=4,examples=32')
+  records = sweep.run_table(spec, str(workdir), rows=['eval_afd_s0'])
+  assert [(r['name'], r['status']) for r in records] == [
+      ('natural_s0', 'ok'), ('afd_s0', 'ok'), ('eval_afd_s0', 'ok')]
+  afd_config = json.loads((workdir / 'afd_s0' / 'config.json').read_text())
+  assert afd_config['init_checkpoint'] == str(workdir / 'natural_s0')
+  evaluation = json.loads((workdir / 'eval_afd_s0' / 'summary.json').read_text())
+  assert 0.0 <= evaluation['robust/pgd20_s0.003_accuracy'] <= evaluation['robust/clean_accuracy']
+  table = json.loads((workdir / 'table.json').read_text())
+  afd_line = next(line for line in table['lines'] if line['line'] == 'afd')
+  assert afd_line['columns']['Clean']['mean'] == pytest.approx(
+      100 * evaluation['robust/clean_accuracy'])
+  assert afd_line['reference'] == {'Clean': 84.9, 'PGD-20': 52.7, 'Attack ensemble': 47.4}

@@ -1,7 +1,6 @@
 """COIN and the baseline defenses: interpolation against SciPy for both wrap modes, per-sample
 randomness, determinism, label mixing, soft-target loss, the config family and a tiny sweep."""
 
-import importlib.util
 import json
 
 import jax
@@ -18,12 +17,14 @@ from jaxcv.errors import ConfigError
 from jaxcv.tasks.base import Task
 from jaxcv.tasks.classification import ClassificationTask
 from jaxcv.unlearnable import coin as coin_lib
-from jaxcv.unlearnable import report, sweep
+from jaxcv import sweep
+from jaxcv.unlearnable import report
 
 from conftest import REPO_ROOT
 
 CONFIG = str(REPO_ROOT / 'configs' / 'coin' / 'resnet18.py')
 TINY = 'runlocal,model=small_cnn,dataset=synthetic:n=128;size=8;classes=4'
+TABLE = str(REPO_ROOT / 'configs' / 'coin' / 'table.py')
 
 
 def _images(n=8, h=6, w=7, seed=0):
@@ -151,10 +152,7 @@ def test_soft_targets_in_the_classification_loss():
 
 
 def _module(path):
-  spec = importlib.util.spec_from_file_location('coin_family', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_module(path)
 
 
 def test_every_setting_of_the_config_family_loads():
@@ -177,28 +175,28 @@ def test_every_setting_of_the_config_family_loads():
   assert config_lib.load(f'{CONFIG}:setting=cuda_pgd_at').adversarial.eps == pytest.approx(8 / 255)
   with pytest.raises(ConfigError, match='unknown setting'):
     config_lib.load(f'{CONFIG}:setting=cuda_rotate')
-  names = [row[0] for row in family.TABLE]
-  assert sorted(names[:len(family.SETTINGS)]) == sorted(family.SETTINGS) and len(names) == len(family.SETTINGS) + 6
 
 
-def test_a_tiny_sweep_of_two_settings_and_its_table(tmp_path, monkeypatch):
+def test_the_table_runs_two_settings_and_theta_at_runlocal(tmp_path, monkeypatch):
   monkeypatch.setenv('JAXCV_CACHE_DIR', str(tmp_path / 'cache'))
   workdir = tmp_path / 'runs'
-  code = sweep.main(['--config', CONFIG, '--arg', TINY, '--workdir', str(workdir),
-                     '--rows', 'cuda,cuda_coin', '--theta', '--theta_samples', '1',
-                     '--theta_size', '4'])
-  assert code == 0
-  statuses = json.loads((workdir / 'rows.json').read_text())
-  assert [(r['name'], r['status']) for r in statuses] == [('cuda', 'ok'), ('cuda_coin', 'ok')]
+  spec = f'{TABLE}:runlocal,dataset=synthetic:n=128;size=8;classes=4,theta_samples=1'
+  records = sweep.run_table(spec, str(workdir), rows=['cuda', 'cuda_coin', 'theta'])
+  assert [(r['name'], r['status']) for r in records] == [
+      ('cuda', 'ok'), ('cuda_coin', 'ok'), ('theta', 'ok')]
   coin_config = json.loads((workdir / 'cuda_coin' / 'config.json').read_text())
   assert 'coin(alpha=2.0' in coin_config['data']['augment']
   assert coin_config['data']['name'].startswith('cuda(pb=0.3,seed=0):synthetic')
-  text = report.write_table(workdir, tmp_path / 'table')
   rows = report.collect(workdir)
   assert [r['name'] for r in rows] == ['cuda', 'cuda_coin']
+  text = (workdir / 'coin_table.md').read_text()
   for r in rows:
-    assert 0 <= r['accuracy'] <= 100 and f'| {r["name"]} |' in text
-  assert 'Θ_imi' in text and (tmp_path / 'table' / 'coin_table.png').stat().st_size > 1000
-  # An exhausted time budget skips rows and says so, without training.
-  skipped = sweep.run_rows(CONFIG, str(tmp_path / 'late'), TINY, ['clean'], deadline=1e-9)
-  assert skipped[0]['status'] == 'skipped' and 'time budget' in skipped[0]['reason']
+    assert r['accuracy'] is not None and f'| {r["name"]} |' in text
+  assert 'Θ_imi' in text and (workdir / 'coin_table.png').stat().st_size > 1000
+  generic = (workdir / 'table.md').read_text()
+  assert '| cuda_coin | cuda | coin |' in generic and '[72.41 [R]]' in generic
+  assert '| theta |' not in generic  # An analysis row, rendered by the COIN hook only.
+  # Every setting of the family is a row of the table, plus the alpha sweep and Θ.
+  names = [row.name for row in sweep.load_table(f'{TABLE}:gpu').rows]
+  settings = _module(CONFIG).SETTINGS
+  assert set(settings) <= set(names) and len(names) == len(settings) + 7

@@ -6,6 +6,7 @@ UNet takes minutes on a CPU); `test_real_unet_is_wired_in` traces the real one.
 """
 
 import json
+import math
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -17,9 +18,10 @@ import pytest
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import config as config_lib
 from jaxcv import parallel
+from jaxcv import sweep
 from jaxcv import train
 from jaxcv.data import open_train_data
-from jaxcv.diffusion import conditioning, sweep
+from jaxcv.diffusion import conditioning, scaling
 from jaxcv.errors import ConfigError
 from jaxcv.tasks import build_task
 from jaxcv.tasks import diffusion as diffusion_task
@@ -88,28 +90,28 @@ def test_fsdp8_member_matches_fsdp1(tmp_path):
   specs = parallel.state_shardings(abstract, sharded.param_sharding,
                                    parallel.make_mesh(sharded.mesh))
   assert any('fsdp' in str(s.spec) for s in jax.tree.leaves(specs))  # The rules really shard.
-  common = ['log_every_steps=5']
-  one = sweep.run_sweep(CONFIG + ':steps=6,batch=32,ema=0.9,dtype=float32',
-                        [8], str(tmp_path / 'one'), [SYNTHETIC, 'model.name=tiny_denoiser',
-                                                     'progress_bar=false', 'plot=false', *common],
-                        devices=jax.devices()[:1])
-  eight = sweep.run_sweep(CONFIG + ':steps=6,batch=32,ema=0.9,dtype=float32,fsdp=8',
-                          [8], str(tmp_path / 'eight'),
-                          [SYNTHETIC, 'model.name=tiny_denoiser', 'progress_bar=false',
-                           'plot=false', *common], reference_width=16)
-  assert one['devices'].startswith('1 x') and eight['devices'].startswith('8 x')
+  member = [SYNTHETIC, 'model.name=tiny_denoiser', 'progress_bar=false', 'plot=false',
+            'log_every_steps=5']
+  spec = CONFIG + ':steps=6,batch=32,ema=0.9,dtype=float32'
+  train.run(scaling.member_config(spec, 8, member), str(tmp_path / 'one' / 'w8'),
+            devices=jax.devices()[:1])
+  train.run(scaling.member_config(spec + ',fsdp=8', 8, member), str(tmp_path / 'eight' / 'w8'))
   raw_one, _ = checkpoint_lib.load_pretrained(str(tmp_path / 'one' / 'w8'))
   raw_eight, _ = checkpoint_lib.load_pretrained(str(tmp_path / 'eight' / 'w8'))
   for key in ('params', 'ema_params'):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
                  raw_one[key], raw_eight[key])
-  # The sweep's record: FLOPs grow with width; normalised to the largest; compute = cost x steps.
+  # The cost row's record: FLOPs grow with width; normalised to the largest; compute = cost x
+  # steps.
+  metrics = scaling.width_costs(str(tmp_path / 'eight'), spec, {8: str(tmp_path / 'eight' / 'w8')},
+                                reference_width=16, overrides=member[:2])
   member = json.load(open(tmp_path / 'eight' / 'sweep.json'))['members'][0]
-  flops16 = sweep.forward_flops(sweep.member_config(CONFIG, 16, [SYNTHETIC,
-                                                                 'model.name=tiny_denoiser']))
+  flops16 = scaling.forward_flops(
+      scaling.member_config(CONFIG, 16, [SYNTHETIC, 'model.name=tiny_denoiser']))
   assert 2.5 < flops16 / member['flops'] < 4.5  # ~quadratic in width.
   assert member['normalized_cost'] == pytest.approx(member['flops'] / flops16)
   assert member['training_compute'] == pytest.approx(6 * member['normalized_cost'])
+  assert metrics['w8/training_compute'] == pytest.approx(member['training_compute'])
   assert (tmp_path / 'eight' / 'sweep.md').read_text().count('\n| ') == 2
 
 
@@ -215,3 +217,21 @@ def test_sample_predict_fn_serves_the_generative_evaluator_contract():
   assert images.shape == (4, 8, 8, 3)
   assert bool(jnp.all(jnp.isfinite(images)))
   assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+
+
+def test_the_scaling_table_trains_widths_costs_them_and_sweeps_samplers(tmp_path):
+  """configs/ldm_scaling/table.py at runlocal (tiny denoiser, synthetic data): two widths, their
+  cost record, and the sampling sweep in the classifier row's feature space."""
+  workdir = tmp_path / 'ldm'
+  spec = (f'{REPO_ROOT / "configs" / "ldm_scaling" / "table.py"}:runlocal,widths=8;16,'
+          'samples=16,dataset=synthetic:n=256;size=8;classes=4,denoiser=tiny_denoiser')
+  records = sweep.run_table(spec, str(workdir))
+  assert {r['name']: r['status'] for r in records} == dict.fromkeys(
+      ['classifier', 'w8', 'w16', 'costs', 'sampling'], 'ok'), records
+  costs = json.loads((workdir / 'costs' / 'summary.json').read_text())
+  assert costs['w16/normalized_cost'] == pytest.approx(1.0)
+  assert 0 < costs['w8/normalized_cost'] < 1
+  results = json.loads((workdir / 'sampling' / 'results.json').read_text())
+  assert {p['width'] for p in results['points']} == {8, 16}
+  best = json.loads((workdir / 'sampling' / 'summary.json').read_text())
+  assert all(math.isfinite(v) for v in best.values()) and len(best) == 4  # 2 widths x 2 samplers.

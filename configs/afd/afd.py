@@ -5,9 +5,9 @@ CIFAR-10 weights alpha=0.05, beta=0.25, gamma=25, the 'clean' update rule by def
   python -m jaxcv.main --config configs/afd/afd.py:init=runs/afd_natural,mode=code_faithful ...
 """
 
-from . import common
-
 from jaxcv.tasks.afd import add_afd_config
+
+from . import common
 
 
 def get_config(arg=None):

@@ -25,7 +25,7 @@ def base(arg, **defaults):
       'seed': 0, 'eval_examples': 1000, **defaults})
   config = config_lib.base_config()
   config.seed = arg.seed
-  config.data.name = arg.dataset
+  config.data.name = arg.dataset.replace(';', ',')  # parse_arg splits on ','.
   config.data.augment = 'crop(padding=4)|flip'
   config.model.name = arg.model
   config.model.kwargs.input_mean, config.model.kwargs.input_std = (

@@ -1,21 +1,22 @@
-"""Evaluates a run (plain, adversarially trained or AFD; EMA weights by default, D1 folded into
-the head) on CIFAR-10: clean, PGD-20 at step 0.003 (the paper's code) and at 2/255, and the
+"""Evaluates a run (plain, adversarially trained or AFD; its EMA weights when it kept them, D1
+folded into the head) on CIFAR-10: clean, PGD-20 at step 0.003 (the paper's code) and at 2/255, and the
 APGD-CE + APGD-T ensemble (jaxcv's AutoAttack proxy), all at L-inf eps 8/255, BN in eval mode.
 
   python -m jaxcv.main --config configs/afd/evaluate.py:init=runs/afd --workdir runs/afd_eval
   ... :init=runs/afd,examples=0,weights=params    # whole test set, raw (non-EMA) weights
 
-Arguments: examples (0 = all 10,000), apgd_steps, targets (APGD-T target classes).
+Arguments: examples (0 = all 10,000), apgd_steps, targets (APGD-T target classes), weights
+(auto: EMA when the run kept them; ema; params).
 """
-
-from . import common
 
 from jaxcv.errors import ConfigError
 from jaxcv.tasks.adversarial import add_adversarial_config
 
+from . import common
+
 
 def get_config(arg=None):
-  config, arg = common.base(arg, init='', examples=1000, weights='ema', apgd_steps=100,
+  config, arg = common.base(arg, init='', examples=1000, weights='auto', apgd_steps=100,
                             targets=9, batch=500)
   if not arg.init and not arg.runlocal:
     raise ConfigError('evaluate.py needs init=<workdir of the run to evaluate>')

@@ -11,16 +11,15 @@ from jaxcv import config as config_lib
 from jaxcv.data.statistics import input_normalization
 
 
-
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, epochs=30.0, batch=512, lr=0.4,
-                             model='resnet18', dtype='bfloat16')
+                             model='resnet18', dtype='bfloat16', dataset='cifar10')
   config = config_lib.base_config()
-  config.data.name = 'cifar10'
+  config.data.name = arg.dataset.replace(';', ',')  # parse_arg splits on ','.
   config.data.augment = 'crop(padding=4)|flip'
   config.model.name = arg.model
   config.model.kwargs.input_mean, config.model.kwargs.input_std = (
-      input_normalization(config.data.name))
+      input_normalization(config.data.name, default='cifar10'))
   config.dtype = arg.dtype
   config.batch_size = arg.batch
   config.num_epochs = arg.epochs

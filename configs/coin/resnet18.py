@@ -4,8 +4,7 @@ data, undefended or under a defense. One family; the setting picks the row of th
   python -m jaxcv.main --config configs/coin/resnet18.py:setting=cuda_coin --workdir runs/coin/c
   python -m jaxcv.main --config configs/coin/resnet18.py:setting=cuda_coin,alpha=1.6,epochs=40 ...
   python -m jaxcv.main --config configs/coin/resnet18.py:setting=cuda_jpeg,protocol=short ...
-  python -m jaxcv.unlearnable.sweep --config configs/coin/resnet18.py --arg protocol=short \\
-      --workdir runs/coin      # every row of TABLE, then: python scripts/coin_table.py runs/coin
+  python -m jaxcv.sweep --table configs/coin/table.py:gpu --workdir runs/coin   # the table
 
 Protocols (applied to every row alike):
   paper: COIN's official training: 80 epochs, SGD lr 0.1 momentum 0.9, no weight decay, constant
@@ -45,28 +44,6 @@ SETTINGS = {
 }
 
 ALPHA_SWEEP = SEVERITY_ALPHA  # The official code's severities 1..7.
-
-# The paper's table as rows (name, config argument, relative cost), in the order a time-limited
-# sweep runs them: the claim first (clean, CUDA, CUDA+COIN), then rows whose training program is
-# one of those two (dataset-level defenses and attacks: a persistent compilation cache makes
-# them cheap), then rows that compile their own program, the alpha sweep last.
-TABLE = (
-    [('clean', 'setting=clean', 1.0),
-     ('cuda', 'setting=cuda', 1.0),
-     ('cuda_coin', 'setting=cuda_coin', 1.0),
-     ('cuda_jpeg', 'setting=cuda_jpeg', 1.0),
-     ('cuda_grayscale', 'setting=cuda_grayscale', 1.0),
-     ('clean_coin', 'setting=clean_coin', 1.0),
-     ('vuda', 'setting=vuda', 1.0),
-     ('vuda_coin', 'setting=vuda_coin', 1.0),
-     ('huda', 'setting=huda', 1.0),
-     ('huda_coin', 'setting=huda_coin', 1.0),
-     ('cuda_cutout', 'setting=cuda_cutout', 1.0),
-     ('cuda_mixup', 'setting=cuda_mixup', 1.0),
-     ('cuda_cutmix', 'setting=cuda_cutmix', 1.0),
-     ('cuda_pgd_at', 'setting=cuda_pgd_at', 3.0)]
-    + [(f'cuda_coin_alpha{a}', f'setting=cuda_coin,alpha={a}', 1.0)
-       for a in ALPHA_SWEEP if a != 2.0])
 
 # Test accuracy (%) reported for CIFAR-10, for the table's reference column. [R]: relayed paper
 # numbers, averaged over 4 architectures; [3P]: ResNet-18, Kim & Sandoval-Segura 2024.
@@ -149,7 +126,7 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 0
   config.keep_checkpoints = 1
 
-  # What the row is, for the table (scripts/coin_table.py reads it from config.json).
+  # What the row is, for the table (jaxcv/unlearnable/report.py reads it from config.json).
   config.coin = dict(setting=arg.setting, poison=poison or 'none', defense=defense or 'none',
                      alpha=arg.alpha if defense == 'coin' else 0.0, wrap=arg.wrap,
                      protocol=arg.protocol, base_dataset=base, pb=arg.pb,

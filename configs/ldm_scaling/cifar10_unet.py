@@ -12,8 +12,7 @@ classifier-free guidance. The paper leaves the recipe open; jaxcv's choices (doc
   - GroupNorm with 16 groups for every width, so c = 48 is in the family too.
 
   python -m jaxcv.main --config configs/ldm_scaling/cifar10_unet.py:width=64 --workdir runs/w64
-  python -m jaxcv.diffusion.sweep --config configs/ldm_scaling/cifar10_unet.py:steps=50000 \
-      --widths 32,48,64,96,128 --workdir runs/ldm_scaling
+  python -m jaxcv.sweep --table configs/ldm_scaling/table.py:cpu --workdir runs/ldm_scaling
 """
 
 from jaxcv import config as config_lib
@@ -28,7 +27,7 @@ def get_config(arg=None):
   config = config_lib.base_config()
   add_diffusion_config(config, schedule=arg.schedule, prediction=arg.prediction,
                        conditioning='class', label_dropout=0.1, context_dim=128, context_len=1)
-  config.data.name = arg.dataset
+  config.data.name = arg.dataset.replace(';', ',')  # parse_arg splits on ','.
   config.data.augment = 'flip'
   if arg.train_examples:
     config.data.train_examples = arg.train_examples

@@ -3,7 +3,7 @@
 Mei et al. 2024 (arXiv:2404.01367) sample every (model, step count) at a grid of guidance scales,
 keep the best FID, and plot it against sampling cost = normalised cost x steps (Figs. 9, 11);
 they also plot quality against training compute = normalised cost x iterations (Fig. 3). This
-module does both for a width sweep trained by `jaxcv.diffusion.sweep`:
+module does both for a width family trained by configs/ldm_scaling/table.py:
 
   python -m jaxcv.diffusion.sampling_sweep --sweep runs/ldm_scaling \
       --feature_space classifier:runs/cifar10_r18 --num_samples 10000 --out runs/ldm_scaling/sampling

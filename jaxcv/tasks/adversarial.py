@@ -32,8 +32,8 @@ def add_adversarial_config(config: ml_collections.ConfigDict, eps: float = 8 / 2
 
   bn_mode: 'eval' (running statistics) or 'train' (statistics of the attacked batch) for the
     training attack. ema_warmup: EMA decay min(ema_decay, (n + 1) / (n + 10)) at update n, as
-    AFD's code does (needs ema_decay > 0). init_from: 'params' or 'ema': which weights of
-    `init_checkpoint` to start from (or evaluate, with total_steps=0).
+    AFD's code does (needs ema_decay > 0). init_from: 'params', 'ema' or 'auto' (EMA when the run
+    kept them): which weights of `init_checkpoint` to start from (or evaluate, total_steps=0).
   """
   config.adversarial = ml_collections.ConfigDict({
       'eps': float(eps), 'step_size': float(step_size), 'steps': int(steps), 'norm': norm,
@@ -41,6 +41,10 @@ def add_adversarial_config(config: ml_collections.ConfigDict, eps: float = 8 / 2
       'ema_warmup': bool(ema_warmup), 'init_from': init_from,
   })
   return config
+
+
+# adversarial.init_from -> the weights jaxcv.inference loads.
+_INIT_WEIGHTS = {'params': 'plain', 'ema': 'ema', 'auto': 'auto'}
 
 
 def _check_config(config) -> None:
@@ -53,7 +57,8 @@ def _check_config(config) -> None:
       (a.eps >= 0 and a.step_size >= 0 and a.steps >= 0,
        'adversarial.eps, step_size and steps must be >= 0'),
       (a.bn_mode in ('eval', 'train'), "adversarial.bn_mode must be 'eval' or 'train'"),
-      (a.init_from in ('params', 'ema'), "adversarial.init_from must be 'params' or 'ema'"),
+      (a.init_from in _INIT_WEIGHTS,
+       f"adversarial.init_from must be one of {', '.join(_INIT_WEIGHTS)}"),
       (not a.ema_warmup or config.ema_decay > 0, 'adversarial.ema_warmup needs ema_decay > 0'),
       (not config.data.get('mixing'), 'adversarial tasks train on integer labels: unset '
        'data.mixing'),
@@ -118,8 +123,8 @@ class AdversarialTask(ClassificationTask):
     """Starts from any classifier run exported as a plain network (an AFD run with D1 folded
     into the head), its EMA weights if asked."""
     del pretrained  # Read again through the run's own task, which knows how to export it.
-    weights = 'ema' if self.config.adversarial.init_from == 'ema' else 'plain'
-    source, source_state = inference.classifier_variables(self.config.init_checkpoint, weights)
+    source, source_state = inference.classifier_variables(
+        self.config.init_checkpoint, _INIT_WEIGHTS[self.config.adversarial.init_from])
     return super().from_pretrained(
         params, model_state, {'params': source, 'model_state': source_state})
 

@@ -1,8 +1,8 @@
 """The COIN results table: collects runs' summary.json into markdown and a bar plot.
 
-A run directory holds one sub-folder per row (config.json with the `coin` section the COIN
-configs write, summary.json) and, from the sweep, rows.json (statuses, including skipped and
-failed rows) and theta.json (the Θ proxies).
+A sweep of configs/coin/table.py holds one sub-folder per row (config.json with the `coin`
+section the COIN configs write, summary.json), rows.json (statuses, including skipped and failed
+rows) and the `theta` row (the Θ proxies, from `theta_row`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,29 @@ import json
 import os
 from pathlib import Path
 from typing import Optional
+
+
+THETA_ROW = 'theta'  # The table row holding the Θ proxies.
+
+
+def theta_row(workdir: str, config: str, samples_per_class: int = 16, size: int = 0) -> dict:
+  """Θ proxies of a COIN config's CUDA filters, alone and followed by COIN (its alpha and wrap);
+  `size` 0 takes the test images' side. The `theta` row of configs/coin/table.py."""
+  del workdir
+  from jaxcv import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxcv.data import load_dataset  # pylint: disable=g-import-not-at-top
+  from jaxcv.unlearnable import convolution, operators  # pylint: disable=g-import-not-at-top
+  config = config_lib.load(config)
+  coin = config.coin
+  test = load_dataset(coin.base_dataset, 'test', config.data.data_dir, config.data.image_size)
+  size = size or test.image_shape[0]
+  kernels = convolution.class_kernels(test.num_classes, 'cuda', coin.pb, coin.poison_seed)
+  result = {'size': size, 'samples_per_class': samples_per_class, 'alpha': coin.alpha,
+            'wrap': coin.wrap}
+  for label, alpha in (('cuda', None), ('cuda_coin', coin.alpha)):
+    result[label] = operators.unlearnable_theta(kernels, size, samples_per_class, alpha,
+                                                coin.wrap)
+  return result
 
 
 def _read(path: Path) -> Optional[dict]:
@@ -24,10 +47,10 @@ def _read(path: Path) -> Optional[dict]:
 def collect(root: str | os.PathLike) -> list[dict]:
   """One dict per row: name, status, accuracy (%), setting details, epochs, seconds."""
   root = Path(root)
-  statuses = _read(root / 'rows.json') or []
+  statuses = [r for r in _read(root / 'rows.json') or [] if r['name'] != THETA_ROW]
   names = [r['name'] for r in statuses]
   names += sorted(p.name for p in root.iterdir()
-                  if (p / 'summary.json').is_file() and p.name not in names)
+                  if (p / 'summary.json').is_file() and p.name not in names + [THETA_ROW])
   by_name = {r['name']: r for r in statuses}
   rows = []
   for name in names:
@@ -76,14 +99,13 @@ def markdown(rows: list[dict], theta: Optional[dict] = None) -> str:
 
 def bar_plot(rows: list[dict], path: str | os.PathLike) -> Optional[str]:
   """Test accuracy per row, as horizontal bars; rows without a result are left out."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   done = [r for r in rows if r['accuracy'] is not None]
   if not done:
     return None
   colours = {'none': 'tab:gray', 'coin': 'tab:green'}
-  fig, ax = plt.subplots(figsize=(7, 0.35 * len(done) + 1.2))
+  fig = Figure(figsize=(7, 0.35 * len(done) + 1.2))
+  ax = fig.add_subplot()
   ax.barh([r['name'] for r in done], [r['accuracy'] for r in done],
           color=[colours.get(r['defense'], 'tab:blue') if r['poison'] != 'none' else 'black'
                  for r in done])
@@ -96,7 +118,6 @@ def bar_plot(rows: list[dict], path: str | os.PathLike) -> Optional[str]:
                fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return str(path)
 
 
@@ -105,7 +126,7 @@ def write_table(root: str | os.PathLike, out: Optional[str | os.PathLike] = None
   out = Path(out or root)
   out.mkdir(parents=True, exist_ok=True)
   rows = collect(root)
-  text = markdown(rows, _read(Path(root) / 'theta.json'))
+  text = markdown(rows, _read(Path(root) / THETA_ROW / 'summary.json'))
   (out / 'coin_table.md').write_text(text)
   bar_plot(rows, out / 'coin_table.png')
   return text

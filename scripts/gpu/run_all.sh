@@ -20,8 +20,7 @@ case ${PRESET:-} in
   perf) EXCLUSIVE=perf SHARED= BUDGET_perf=${BUDGET_perf:-400} FAST_RUNS=${FAST_RUNS:-3}
         RESNET_VARIANTS=${RESNET_VARIANTS:-jaxcv,torch_eager,torch_compile,flax_plain,jaxcv_b1024,jaxcv_scan8}
         export FAST_RUNS RESNET_VARIANTS ;;
-  sweep) EXCLUSIVE=ldm_sweep SHARED= BUDGET_ldm_sweep=${BUDGET_ldm_sweep:-440} WIDTHS=${WIDTHS:-32,64}
-         export WIDTHS ;;
+  sweep) EXCLUSIVE=ldm_sweep SHARED= BUDGET_ldm_sweep=${BUDGET_ldm_sweep:-440} ;;
   '') ;;
   *) echo "run_all: unknown PRESET=$PRESET (unet, perf, sweep)" >&2; exit 2 ;;
 esac
@@ -60,7 +59,7 @@ declare -A BUDGET=([timings]=${BUDGET_timings:-400} [perf]=${BUDGET_perf:-340}
 export BUDGET_PERF_INNER=$(( BUDGET[perf] - 5 ))
 export AFD_BUDGET_S=$(( BUDGET[afd] - 5 )) COIN_BUDGET=$(( BUDGET[coin] - 5 ))
 export BUDGET_S=$(( BUDGET[ldm_sweep] - 20 ))  # ldm_sweep.sh caps itself at BUDGET_S + 15.
-export BUDGET_ldm_throughput=${BUDGET[ldm_throughput]} STEPS=${STEPS:-400}  # STEPS: ldm_sweep's per width.
+export BUDGET_ldm_throughput=${BUDGET[ldm_throughput]}
 
 run_part() {  # name: runs scripts/gpu/<name>.sh under its cap, logging to $OUT/<name>.log
   local part=$1 start; start=$(date +%s)
@@ -76,7 +75,7 @@ for part in $EXCLUSIVE; do
 done
 pids=()
 for part in $SHARED; do
-  XLA_PYTHON_CLIENT_MEM_FRACTION=0.28 AFD_SKIP_BENCHMARK=1 AFD_SLOW=2 run_part "$part" &
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.28 TABLE_RUNS=/tmp/jaxcv_tables_$part run_part "$part" &
   pids+=($!)
 done
 [ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
