@@ -76,14 +76,19 @@ def edge_images():
 @pytest.mark.parametrize('norm', ['linf', 'l2'])
 def test_perturbations_stay_in_the_eps_ball_and_the_box(norm):
   x = edge_images()
-  y = jnp.arange(SHAPE[0]) % 10
+  y = jnp.argmax(mlp()(x), -1)  # All correctly classified, so every attack works on them all.
   eps = EPS if norm == 'linf' else 0.5
   for name, x_adv in run_all_jit(mlp(), x, y, jax.random.key(7), eps, norm).items():
     delta = np.asarray(x_adv - x).reshape(SHAPE[0], -1)
     size = np.abs(delta).max(1) if norm == 'linf' else np.linalg.norm(delta, axis=1)
     assert size.max() <= eps * (1 + 1e-5) + 1e-7, name
-    assert size.max() > 0.5 * eps, name  # The attack used its budget.
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1, name
+    if name.startswith('apgd'):  # As the reference: a fooling image, else the clean one.
+      fooled = np.asarray(jnp.argmax(mlp()(x_adv), -1) != y)
+      np.testing.assert_array_equal(size > 0, fooled, err_msg=name)
+    else:
+      assert size.max() > 0.5 * eps, name  # The attack used its budget.
+  assert size.max() > 0  # APGD-T (the last) fooled some.
 
 
 def test_deterministic_per_rng():
@@ -121,7 +126,9 @@ def test_linf_attacks_find_the_closed_form_optimum_of_a_linear_model():
   found = {
       'fgsm': attacks.fgsm(predict, x, y, eps=EPS),
       'pgd': attacks.pgd(predict, x, y, jax.random.key(0), eps=EPS, step_size=EPS / 3, steps=10),
-      'apgd_ce': attacks.apgd(predict, x, y, jax.random.key(0), eps=EPS, steps=20),
+      # The reference's best_loss mode: the highest-loss point, fooling or not.
+      'apgd_ce': attacks.apgd(predict, x, y, jax.random.key(0), eps=EPS, steps=20,
+                              best_loss=True),
   }
   for name, x_adv in found.items():
     np.testing.assert_allclose(common.cross_entropy(predict(x_adv), y), best_loss, rtol=1e-5,
@@ -182,18 +189,36 @@ def test_dlr_losses_are_shift_and_scale_invariant():
                         np.asarray(jnp.argmax(logits, -1) != y))
 
 
-def test_apgd_is_at_least_as_strong_as_pgd_and_robust_accuracy_falls_with_eps():
-  predict = mlp_predict(seed=5, width=64)
-  x = jax.random.uniform(jax.random.key(1), (64, *SHAPE[1:]))
+def test_apgd_halves_its_step_keeps_the_first_fooling_restart_and_beats_pgd():
+  # A sharp MLP on 8 features: local optima, so that restarts matter.
+  k1, k2 = jax.random.split(jax.random.key(6))
+  w1 = jax.random.normal(k1, (8, 32)) / np.sqrt(2)
+  w2 = jax.random.normal(k2, (32, 10)) / np.sqrt(8)
+  predict = lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w1 * 6) @ w2
+  x = jax.random.uniform(jax.random.key(1), (64, 2, 2, 2))
   y = jnp.argmax(predict(x), -1)  # Clean accuracy 100%.
-  rng = jax.random.key(2)
-  accuracy = lambda x_adv: float(jnp.mean(jnp.argmax(predict(x_adv), -1) == y))
-  eps = 2 / 255
-  pgd_acc = accuracy(attacks.pgd(predict, x, y, rng, eps=eps, step_size=eps / 4, steps=10))
-  apgd_acc = accuracy(attacks.apgd(predict, x, y, rng, eps=eps, steps=50))
-  larger = accuracy(attacks.apgd(predict, x, y, rng, eps=2 * eps, steps=50))
-  assert 0 < apgd_acc <= pgd_acc < 1
-  assert larger <= apgd_acc
+  eps, steps = 0.03, 20
+  fooled = lambda x_adv: np.asarray(jnp.argmax(predict(x_adv), -1) != y)
+  # One run from the reference's start reaches the step-halving branch and tracks the best loss
+  # over the start and every iterate (tests/test_autoattack.py follows each branch step by step).
+  start = attacks.apgd_start(jax.random.key(2), x, eps, 'linf')
+  run = attacks.apgd_run(predict, attacks.cross_entropy, x, y, y, start, eps=eps, steps=steps)
+  halvings = np.log2(2 * eps / np.asarray(run.step_sizes[-1])).round()
+  assert halvings.max() >= 2 and halvings.min() >= 1
+  start_loss = attacks.cross_entropy(predict(start), y)
+  np.testing.assert_allclose(run.loss_best, np.maximum(start_loss, run.losses.max(0)), rtol=1e-6)
+  # Restarts: later ones only add fooled examples and keep the earlier ones' images; the rest
+  # get the clean image back.
+  one, four, larger = jax.jit(lambda x: [
+      attacks.apgd(predict, x, y, jax.random.key(2), eps=eps, steps=steps),
+      attacks.apgd(predict, x, y, jax.random.key(2), eps=eps, steps=steps, restarts=4),
+      attacks.apgd(predict, x, y, jax.random.key(2), eps=2 * eps, steps=steps)])(x)
+  assert np.all(fooled(four) >= fooled(one)) and fooled(four).sum() > fooled(one).sum()
+  np.testing.assert_array_equal(four[fooled(one)], one[fooled(one)])
+  np.testing.assert_array_equal(four[~fooled(four)], x[~fooled(four)])
+  # Stronger than PGD with a budget of the same order; a larger eps fools more.
+  pgd = attacks.pgd(predict, x, y, jax.random.key(2), eps=eps, step_size=eps / 4, steps=10)
+  assert fooled(pgd).sum() <= fooled(one).sum() < fooled(larger).sum() < len(x)
 
 
 def test_ensemble_specs_and_worst_case():
@@ -204,16 +229,22 @@ def test_ensemble_specs_and_worst_case():
   spec = attacks.parse_attack('p', 'pgd(steps=7, step_size=0.001)')
   assert spec.settings() == {'steps': 7, 'step_size': 0.001, 'restarts': 1}
   predict = mlp_predict()
-  x = images()
-  y = jnp.argmax(predict(x), -1)
-  specs = (attacks.parse_attack('weak', 'pgd(steps=1, step_size=0.0)'),
+  x = jax.random.uniform(jax.random.key(4), (16, *SHAPE[1:]))
+  y = jnp.argmax(predict(x), -1).at[:2].add(1) % 10  # Two examples wrong from the start.
+  specs = (attacks.parse_attack('weak', 'pgd(steps=1, step_size=0.01)'),
            attacks.parse_attack('strong', 'apgd_ce(steps=10)'))
-  masks = attacks.robust_accuracy_masks(predict, x, y, jax.random.key(0), specs, eps=0.2)
-  np.testing.assert_array_equal(masks['worst_case'], masks['weak'] & masks['strong'])
-  assert bool(masks['clean'].all()) and not bool(masks['strong'].all())
-  only_weak = attacks.robust_accuracy_masks(predict, x, y, jax.random.key(0), specs, eps=0.2,
+  masks = attacks.robust_accuracy_masks(predict, x, y, jax.random.key(0), specs, eps=0.05)
+  clean, weak, strong = (np.asarray(masks[k]) for k in ('clean', 'weak', 'strong'))
+  # The case separates the three: the weak attack fools some, the strong one more, and each
+  # counts an example robust only if it is also clean-correct.
+  assert clean.sum() == 14 and not clean[:2].any()
+  assert strong.sum() < weak.sum() < clean.sum()
+  assert not (weak & ~clean).any() and not (strong & ~clean).any()
+  np.testing.assert_array_equal(masks['worst_case'], weak & strong)
+  only_weak = attacks.robust_accuracy_masks(predict, x, y, jax.random.key(0), specs, eps=0.05,
                                             worst_case_of=('weak',))
-  np.testing.assert_array_equal(only_weak['worst_case'], only_weak['weak'])
+  np.testing.assert_array_equal(only_weak['worst_case'], weak)
+  assert np.asarray(only_weak['worst_case']).sum() > np.asarray(masks['worst_case']).sum()
 
 
 class TinyBN(nn.Module):

@@ -54,11 +54,11 @@ def autoattack_stages(predict_fn: common.PredictFn, images: jax.Array, labels: j
                       f'only), got {norm!r}')
   x_adv = jax.lax.stop_gradient(images.astype(jnp.float32))
   outputs = {}
-  for index, (name, attack) in enumerate(standard_stages(steps=steps, n_queries=n_queries,
-                                                         num_targets=num_targets)):
+  for name, attack in standard_stages(steps=steps, n_queries=n_queries, num_targets=num_targets):
     # The input is the previous output: fooled examples come in misclassified and stay as they
-    # are; the eps-ball of the others is still around their clean image.
-    x_adv = attack(predict_fn, x_adv, labels, jax.random.fold_in(rng, index), eps=eps, norm=norm)
+    # are; the eps-ball of the others is still around their clean image. Every attack gets the
+    # same rng, as the reference seeds every attack with the same seed.
+    x_adv = attack(predict_fn, x_adv, labels, rng, eps=eps, norm=norm)
     outputs[name] = x_adv
   return outputs
 
