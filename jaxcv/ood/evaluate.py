@@ -42,7 +42,7 @@ from jaxcv.errors import ConfigError, UserError
 from jaxcv.ood import features as features_lib
 from jaxcv.inference import Classifier
 from jaxcv.ood import metrics as metrics_lib
-from jaxcv.ood.detectors import build_detectors
+from jaxcv.ood.detectors import build_detectors, gram_powers_of
 from jaxcv.ood.featureset import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -195,10 +195,12 @@ def evaluate_classifier(classifier: Classifier, id_dataset: str,
     splits[label] = _load(name, split, data_dir, None, ood_examples, seed)
     ood_labels.append(label)
 
+  # Detectors that read per-layer features (mds_all, gram) get them without --layers.
+  layers = layers or any('layers' in d.requires and not gram_powers_of([d]) for d in dets)
   feature_sets = {
       key: features_lib.dataset_features(classifier, data, name, image_shape=image_shape,
                                          batch_size=batch_size, layers=layers,
-                                         cache_dir=cache_dir)
+                                         gram_powers=gram_powers_of(dets), cache_dir=cache_dir)
       for key, (data, name) in splits.items()}
   extraction_seconds = time.perf_counter() - start
 

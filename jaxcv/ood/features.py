@@ -99,27 +99,35 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], variables: Any, images: np.
 
 def extract(classifier: Classifier, images: np.ndarray, labels: Optional[np.ndarray] = None, *,
             image_shape: Optional[Sequence[int]] = None, batch_size: int = 256,
-            layers: bool = False, name: str = '') -> FeatureSet:
+            layers: bool = False, gram_powers: Sequence[int] = (),
+            name: str = '') -> FeatureSet:
   """The FeatureSet of uint8 (or float [0, 1]) NHWC `images`: logits, penultimate features and,
-  with `layers`, every sown intermediate pooled to [N, D_l]. Images are converted to
-  `image_shape` (H, W, C) when given (module docstring)."""
+  with `layers`, every sown intermediate pooled to [N, D_l]; with `gram_powers`, also the Gram
+  row sums of every unpooled intermediate at each power, as layers 'gram/p{p}/{layer}' (for
+  GRAM, detectors/layers.py). Images are converted to `image_shape` (H, W, C) when given (module
+  docstring)."""
+  from jaxcv.ood.detectors.layers import gram_key, gram_row_sums  # pylint: disable=import-outside-toplevel
   model = classifier.model
   image_shape = None if image_shape is None else tuple(image_shape)
+  gram_powers = tuple(gram_powers)
 
   def make_forward():
     def forward(variables, batch):
       x = prepare_images(batch, image_shape)
-      if not layers:
+      if not layers and not gram_powers:
         logits, features = model.apply(variables, x, train=False, return_features=True)
         return logits, features, {}
       (logits, features), state = model.apply(variables, x, train=False, return_features=True,
                                               mutable=['intermediates'])
-      pooled = {_layer_name(path): _pool(v) for path, v in
-                jax.tree_util.tree_flatten_with_path(state.get('intermediates', {}))[0]}
-      return logits, features, pooled
+      maps = {_layer_name(path): v for path, v in
+              jax.tree_util.tree_flatten_with_path(state.get('intermediates', {}))[0]}
+      out = {name: _pool(v) for name, v in maps.items()} if layers else {}
+      out.update({gram_key(p, name): gram_row_sums(v, p) for name, v in maps.items()
+                  for p in gram_powers})
+      return logits, features, out
     return forward
 
-  forward = classifier.jitted(('features', image_shape, layers), make_forward)
+  forward = classifier.jitted(('features', image_shape, layers, gram_powers), make_forward)
   logits, features, pooled = map_batches(forward, classifier.variables, images, batch_size)
   return FeatureSet(logits, features, labels, classifier.head, pooled, name)
 
@@ -148,7 +156,7 @@ def default_cache_dir() -> Optional[Path]:
 
 def dataset_features(classifier: Classifier, data: ArrayDataset, name: str, *,
                      image_shape: Optional[Sequence[int]] = None, batch_size: int = 256,
-                     layers: bool = False,
+                     layers: bool = False, gram_powers: Sequence[int] = (),
                      cache_dir: Optional[os.PathLike | str] = None) -> FeatureSet:
   """`extract` of a loaded split `data` (labels included), read from / written to `cache_dir`
   when given. `name` ('cifar10:test', 'mnist:test[1000,seed=0]') goes into the key and the
@@ -156,13 +164,15 @@ def dataset_features(classifier: Classifier, data: ArrayDataset, name: str, *,
   key = {'version': _CACHE_VERSION, 'weights': classifier.fingerprint, 'dataset': name,
          'count': len(data), 'content': cache.content_digest(data.images),
          'image_shape': None if image_shape is None else list(image_shape), 'layers': layers}
+  if gram_powers:  # Only then, so that existing cache entries keep their keys.
+    key['gram_powers'] = list(gram_powers)
 
   def compute() -> FeatureSet:
     log.info('extracting features of %s (%d images)', name, len(data))
     labels = np.asarray(data.labels)
     labels = labels if labels.ndim == 1 else None  # Class labels only, not segmentation maps.
     return extract(classifier, data.images, labels, image_shape=image_shape,
-                   batch_size=batch_size, layers=layers, name=name)
+                   batch_size=batch_size, layers=layers, gram_powers=gram_powers, name=name)
 
   path = cache.keyed_path(cache_dir, f'{name}-{classifier.name}', key)
   return cache.cached_file(path, compute, load=lambda p: FeatureSet.load(p, classifier.head),

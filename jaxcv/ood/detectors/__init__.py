@@ -3,8 +3,9 @@
 Every detector returns ID-ness (higher = more in-distribution), OpenOOD's sign; the metrics
 negate it at their boundary. Names and OpenOOD-default arguments:
 
-  logits:      msp, maxlogit, energy(temperature=1), entropy, doctor, klm
+  logits:      msp, maxlogit, energy(temperature=1), entropy, doctor, logit_norm, klm
   features:    mds(layer=None), rmds(layer=None), vim(dim=None), knn(k=50), gradnorm
+  layers:      mds_all (Mahalanobis summed over layers), gram(powers=5, holdout=0.1)
   shaping:     react(percentile=90), dice(p=90), ash(percentile=90, variant='s'),
                scale(percentile=85)
   gradients:   odin(temperature=1000, noise=0.0014)  (scores images, not a FeatureSet)
@@ -24,7 +25,9 @@ from jaxcv.ood.detectors.base import DETECTORS, BaseDetector, Detector, register
 from jaxcv.ood.detectors.feature import (GradNorm, KNN, MDS, RMDS, ViM, empirical_precision,
                                          mahalanobis)
 from jaxcv.ood.detectors.gradient import ODIN, odin_scores
-from jaxcv.ood.detectors.logit import Doctor, Energy, Entropy, KLMatching, MaxLogit, MSP
+from jaxcv.ood.detectors.layers import GRAM, MDSAll, gram_powers_of, gram_row_sums
+from jaxcv.ood.detectors.logit import (Doctor, Energy, Entropy, KLMatching, LogitNorm, MaxLogit,
+                                       MSP)
 from jaxcv.ood.detectors.shaping import ASH, DICE, ReAct, SCALE
 
 
@@ -57,7 +60,8 @@ def build_detectors(specs: Union[str, Iterable[str]]) -> list[BaseDetector]:
 
 __all__ = [
     'ASH', 'BaseDetector', 'DETECTORS', 'DICE', 'Detector', 'Doctor', 'Energy', 'Entropy',
-    'GradNorm', 'KLMatching', 'KNN', 'MDS', 'MSP', 'MaxLogit', 'ODIN', 'RMDS', 'ReAct', 'SCALE',
-    'ViM', 'build_detector', 'build_detectors', 'empirical_precision', 'mahalanobis',
-    'odin_scores', 'register', 'split_specs',
+    'GRAM', 'GradNorm', 'KLMatching', 'KNN', 'LogitNorm', 'MDS', 'MDSAll', 'MSP', 'MaxLogit',
+    'ODIN', 'RMDS', 'ReAct', 'SCALE', 'ViM', 'build_detector', 'build_detectors',
+    'empirical_precision', 'gram_powers_of', 'gram_row_sums', 'mahalanobis', 'odin_scores',
+    'register', 'split_specs',
 ]

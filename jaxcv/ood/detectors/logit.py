@@ -1,5 +1,5 @@
-"""Detectors that read only the logits f: MSP, MaxLogit, Energy, Entropy, DOCTOR-alpha and
-KL-matching. p = softmax(f); every score is ID-ness (higher = more in-distribution)."""
+"""Detectors that read only the logits f: MSP, MaxLogit, Energy, Entropy, DOCTOR-alpha, the
+logit norm and KL-matching. p = softmax(f); every score is ID-ness (higher = more in-distribution)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,14 @@ class Doctor(BaseDetector):
   def _score(self, fs):
     g = np.sum(special.softmax(_logits(fs), axis=-1) ** 2, axis=-1)
     return -(1 - g) / g
+
+
+@register('logit_norm')
+class LogitNorm(BaseDetector):
+  """The L2 norm of the logits ||f||_2, one of the scores the BROAD fork dumps. Higher = ID."""
+
+  def _score(self, fs):
+    return np.linalg.norm(_logits(fs), axis=-1)
 
 
 @register('klm')

@@ -1,0 +1,32 @@
+"""The BROAD table's classifiers: the ID model (one per seed) and the second, independently
+trained model the transfer attacks are crafted on. configs/cifar10/resnet18.py per preset:
+
+  runlocal  a small CNN, a few steps on the shipped CIFAR-10 sample (seconds; the tests)
+  cpu       a width-16 ResNet (resnet_tiny, 0.3M parameters), float32, `epochs` (2) on CIFAR-10
+  gpu       ResNet-18, bf16, `epochs` (30) on CIFAR-10
+
+  python -m jaxcv.main --config configs/broad/classifier.py:preset=cpu,seed=1 --workdir runs/id1
+"""
+
+from jaxcv import config as config_lib
+from jaxcv.errors import ConfigError
+
+from ..cifar10 import resnet18
+
+PRESETS = {
+    'runlocal': 'runlocal,model=small_cnn,dtype=float32,dataset=cifar10_sample',
+    'cpu': 'model=resnet_tiny,dtype=float32,epochs=2,batch=256,lr=0.2',
+    'gpu': 'epochs=30',
+}
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, preset='cpu', seed=0, epochs=0.0, width=16)
+  if arg.preset not in PRESETS:
+    raise ConfigError(f'preset must be one of {", ".join(PRESETS)}, got {arg.preset!r}')
+  config = resnet18.get_config(PRESETS[arg.preset] + (f',epochs={arg.epochs}' if arg.epochs
+                                                      else ''))
+  if config.model.name == 'resnet_tiny':
+    config.model.kwargs.width = arg.width
+  config.seed = arg.seed
+  return config
