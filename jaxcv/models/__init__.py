@@ -41,6 +41,7 @@ MODELS = plugins.Registry('model', entries={
     'wrn34_10': (WRN34_10, {}, {}),
     'wrn28_10': (WRN28_10, {}, {}),
     'wrn16_4': (WRN16_4, {}, {}),
+    'vit': (ViT, {}, {}),  # Every size attribute settable (dim, depth, heads, patch).
     'vit_tiny': (ViTTiny, {}, {}),
     'vit_small': (ViTSmall, {}, {}),
     'small_cnn': (SmallCNN, {}, {}),
