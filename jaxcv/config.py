@@ -105,9 +105,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.async_checkpointing = True
   c.init_checkpoint = ''  # Start from another run's workdir or checkpoint (fine-tuning, eval-only).
-  c.progress_bar = True
+  c.progress_bar = True  # Also off by itself when the output is not a terminal (a job's log).
   c.plot = True
+  c.tensorboard = False  # Also write TensorBoard scalars to <workdir>/tensorboard (tensorboardX).
   return c
+
+
+_BOOLEANS = {'true': True, '1': True, 'yes': True, 'false': False, '0': False, 'no': False}
 
 
 def parse_arg(arg: Optional[str], **defaults) -> ml_collections.ConfigDict:
@@ -125,7 +129,9 @@ def parse_arg(arg: Optional[str], **defaults) -> ml_collections.ConfigDict:
         raise ConfigError(f'config argument {key!r} needs a value ({key}=...)')
       value = True
     elif isinstance(default, bool):
-      value = raw.lower() in ('1', 'true', 'yes')
+      if raw.lower() not in _BOOLEANS:  # A typo (runlocal=ture) must not quietly mean False.
+        raise ConfigError(f'config argument {key}={raw!r}: expected one of {", ".join(_BOOLEANS)}')
+      value = _BOOLEANS[raw.lower()]
     elif isinstance(default, (int, float)):
       try:
         value = type(default)(raw)

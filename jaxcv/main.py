@@ -16,7 +16,8 @@ Train and/or evaluate a jaxcv experiment.
 The config file defines get_config(arg) and may take an argument string after a colon, e.g.
   --config configs/quickstart.py:runlocal
 'runlocal' shrinks any config to a few steps on a few examples, for debugging.
-Override any config value with --config.KEY=VALUE (nested keys with dots), e.g.
+Override any config value with --config.KEY=VALUE or --config.KEY VALUE (nested keys with
+dots), e.g.
   --config.batch_size=256 --config.schedule.lr=0.05 --config.data.data_dir=/data
 Unknown keys and values of the wrong type are errors. A workdir that holds checkpoints is
 resumed; a run with total_steps=0 only evaluates (use init_checkpoint to pick the weights), e.g.
@@ -52,11 +53,22 @@ def parse_args(argv):
                            'also JAXCV_DISTRIBUTED=1')
   parser.add_argument('--cpu_devices', type=int, default=0,
                       help='pretend the CPU has this many devices (testing sharding)')
+  parser.add_argument('--coordinator_address', default=None,
+                      help='with --distributed where the cluster is not detected: host:port of '
+                           'process 0 (with --num_processes and --process_id)')
+  parser.add_argument('--num_processes', type=int, default=None)
+  parser.add_argument('--process_id', type=int, default=None)
   args, rest = parser.parse_known_args(argv)
   overrides = []
-  for item in rest:
+  rest = list(rest)
+  while rest:
+    item = rest.pop(0)
     if not item.startswith('--config.'):
       parser.error(f'unrecognised argument {item!r} (config values are --config.KEY=VALUE)')
+    if '=' not in item:  # The space form, --config.KEY VALUE.
+      if not rest or rest[0].startswith('--'):
+        parser.error(f'{item} needs a value ({item}=VALUE or {item} VALUE)')
+      item = f'{item}={rest.pop(0)}'
     overrides.append(item[len('--config.'):])
   return args, overrides
 
@@ -68,7 +80,12 @@ def main(argv=None) -> int:
   if args.cpu_devices:
     jax.config.update('jax_num_cpu_devices', args.cpu_devices)
   if args.distributed:
-    jax.distributed.initialize()  # Before anything touches the devices.
+    # CPU processes need a collectives library to compute together (no effect on GPU/TPU).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    # Before anything touches the devices.
+    jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    if jax.process_index() != 0:  # One log and one `error:` line per job, from process 0.
+      logging.getLogger().setLevel(logging.WARNING)
 
   from jaxcv import config as config_lib  # pylint: disable=g-import-not-at-top
   from jaxcv import metrics, train  # pylint: disable=g-import-not-at-top
@@ -77,7 +94,8 @@ def main(argv=None) -> int:
     config = config_lib.load(args.config, overrides)
     summary = train.run(config, args.workdir)
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
+    if jax.process_index() == 0:
+      print(f'error: {e}', file=sys.stderr)
     return 2
   if jax.process_index() == 0:
     print(metrics.format_summary(summary))

@@ -1,4 +1,5 @@
-"""What a run reports: `metrics.jsonl`, a progress bar with ETA, PNG curves and a summary table.
+"""What a run reports: `metrics.jsonl`, one log line per log step, optional TensorBoard events, a
+progress bar with ETA (in a terminal or notebook), PNG curves and a summary table.
 
 Only process 0 writes; other processes get no-op writers, so callers never branch on it.
 """
@@ -6,13 +7,19 @@ Only process 0 writes; other processes get no-op writers, so callers never branc
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import sys
 import time
 from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
+
+from jaxcv.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _plain(value: Any) -> Any:
@@ -22,13 +29,19 @@ def _plain(value: Any) -> Any:
 
 
 class MetricWriter:
-  """Appends one JSON object per line: {"step": s, "name": value, ...}."""
+  """Appends one JSON object per line: {"step": s, "name": value, ...} to metrics.jsonl; logs each
+  training record as one line (a batch job's log shows progress without a progress bar); with
+  `tensorboard`, also writes the scalars as TensorBoard events under <workdir>/tensorboard.
+  Only process 0 writes (unless `enabled` says otherwise)."""
 
-  def __init__(self, workdir: str, enabled: Optional[bool] = None):
+  def __init__(self, workdir: str, enabled: Optional[bool] = None, tensorboard: bool = False):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.path = os.path.join(workdir, 'metrics.jsonl')
+    self._tensorboard = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
+      if tensorboard:
+        self._tensorboard = _tensorboard_writer(os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:
@@ -36,6 +49,40 @@ class MetricWriter:
     record = {'step': int(step), 'time': time.time(), **{k: _plain(v) for k, v in metrics.items()}}
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')
+    if 'train/loss' in record:
+      log.info(train_log_line(record))
+    if self._tensorboard is not None:
+      for name, value in record.items():
+        if name not in ('step', 'time') and isinstance(value, (int, float)):
+          self._tensorboard.add_scalar(name, value, global_step=int(step), walltime=record['time'])
+      self._tensorboard.flush()
+
+  def close(self) -> None:
+    if self._tensorboard is not None:
+      self._tensorboard.close()
+      self._tensorboard = None
+
+
+def _tensorboard_writer(logdir: str):
+  """A TensorBoard event writer without TensorFlow (tensorboardX: protobuf and numpy only)."""
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ConfigError('config.tensorboard=True needs tensorboardX: pip install '
+                      '"jaxcv[tensorboard]" (or set config.tensorboard=False)') from None
+  return SummaryWriter(logdir=logdir, flush_secs=30)
+
+
+def train_log_line(record: Mapping[str, Any]) -> str:
+  """'step 200: loss 1.2345, accuracy 0.5312, lr 0.0998, 2,345 examples/s' from a train record."""
+  parts = [f'step {record["step"]}:']
+  for key, label in (('train/loss', 'loss'), ('train/accuracy', 'accuracy'),
+                     ('learning_rate', 'lr')):
+    if isinstance(record.get(key), (int, float)):
+      parts.append(f'{label} {record[key]:.4g},')
+  if isinstance(record.get('examples_per_sec'), (int, float)):
+    parts.append(f'{record["examples_per_sec"]:,.0f} examples/s')
+  return ' '.join(parts).rstrip(',')
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -43,12 +90,21 @@ def read_jsonl(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def interactive_output() -> bool:
+  """Whether a person watches the output: a terminal, or a notebook (whose stdout is a stream
+  object of the kernel, not a terminal)."""
+  if type(sys.stdout).__module__.startswith('ipykernel'):
+    return True
+  return sys.stdout is not None and sys.stdout.isatty()
+
+
 class Progress:
   """A tqdm bar over training steps with loss and throughput; silent off process 0."""
 
   def __init__(self, total: int, initial: int, enabled: bool = True):
     self._bar = None
-    if enabled and jax.process_index() == 0:
+    # A bar in a file (a batch job's log) is noise: the per-step log lines say the same.
+    if enabled and jax.process_index() == 0 and interactive_output():
       from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True,
                        mininterval=1.0)

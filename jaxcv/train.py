@@ -262,7 +262,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   # ---------------------------------------------------------------- evaluators
   evaluators = build_evaluators(config, task, mesh, workdir=workdir)
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(workdir, tensorboard=config.get('tensorboard', False))
 
   uses_average = {name: averaging.evaluator_uses_average(config, name) for name in evaluators}
 
@@ -336,6 +336,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       eval_results = evaluate(state, int(state.step))
   finally:
     progress.close()
+    writer.close()
     checkpointer.close()
     if loader is not None:
       loader.close()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -32,10 +33,6 @@ def final_params(workdir):
   return raw['params'], step
 
 
-def assert_trees_close(a, b, **tolerance):
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tolerance), a, b)
-
-
 def test_learns_and_writes_outputs(tmp_path):
   config = tiny(['total_steps=60', 'plot=true'])
   summary = train.run(config, str(tmp_path))
@@ -57,7 +54,7 @@ def test_eight_devices_match_one(tmp_path, model):
   assert eight['devices'].startswith('8 x') and one['devices'].startswith('1 x')
   params_one, _ = final_params(tmp_path / 'one')
   params_eight, _ = final_params(tmp_path / 'eight')
-  assert_trees_close(params_one, params_eight, rtol=2e-4, atol=2e-5)
+  chex.assert_trees_all_close(params_one, params_eight, rtol=2e-4, atol=2e-5)
   assert abs(one['test/loss'] - eight['test/loss']) < 1e-4
 
 
@@ -68,8 +65,8 @@ def test_fsdp_sharding_matches_replicated(tmp_path):
   sharded.param_sharding = (('kernel', 'fsdp'), ('.*', 'replicate'))
   train.run(replicated, str(tmp_path / 'r'))
   train.run(sharded, str(tmp_path / 's'))
-  assert_trees_close(final_params(tmp_path / 'r')[0], final_params(tmp_path / 's')[0],
-                     rtol=2e-4, atol=2e-5)
+  chex.assert_trees_all_close(final_params(tmp_path / 'r')[0], final_params(tmp_path / 's')[0],
+                              rtol=2e-4, atol=2e-5)
 
 
 def test_resume_continues_the_same_run(tmp_path):
@@ -81,7 +78,8 @@ def test_resume_continues_the_same_run(tmp_path):
   train.run(tiny(['total_steps=10', *constant]), str(split))
   summary = train.run(tiny(['total_steps=20', *constant]), str(split))
   assert summary['steps'] == 20
-  assert_trees_close(final_params(straight)[0], final_params(split)[0], rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(final_params(straight)[0], final_params(split)[0],
+                              rtol=1e-5, atol=1e-6)
 
 
 def test_streaming_loader_learns_and_resumes_exactly(tmp_path):
@@ -90,8 +88,8 @@ def test_streaming_loader_learns_and_resumes_exactly(tmp_path):
   assert straight['test/accuracy'] > 0.6
   train.run(tiny(['total_steps=25', *streaming]), str(tmp_path / 'split'))
   train.run(tiny(['total_steps=40', *streaming]), str(tmp_path / 'split'))
-  assert_trees_close(final_params(tmp_path / 'straight')[0], final_params(tmp_path / 'split')[0],
-                     rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(final_params(tmp_path / 'straight')[0],
+                              final_params(tmp_path / 'split')[0], rtol=1e-5, atol=1e-6)
 
 
 def test_streaming_from_an_image_folder_decodes_lazily(tmp_path):
@@ -155,7 +153,7 @@ def test_sigkill_then_restart_reaches_the_same_parameters(tmp_path):
   params_killed, step_killed = final_params(killed)
   params_straight, step_straight = final_params(tmp_path / 'straight')
   assert step_killed == step_straight == STEPS
-  assert_trees_close(params_killed, params_straight, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(params_killed, params_straight, rtol=1e-5, atol=1e-6)
 
 
 def _corrupt(step_dir):
@@ -192,7 +190,7 @@ def test_nan_loss_stops_without_overwriting_checkpoints(tmp_path):
               str(tmp_path))
   params, step = final_params(tmp_path)
   assert step == 10
-  assert_trees_close(params, good_params, rtol=0, atol=0)
+  chex.assert_trees_all_close(params, good_params, rtol=0, atol=0)
 
 
 def test_evaluation_only_run_from_init_checkpoint(tmp_path):
