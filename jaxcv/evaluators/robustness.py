@@ -1,6 +1,8 @@
 """Robust accuracy under an ensemble of attacks: clean, per attack, and the worst case per
-example (AutoAttack-style: APGD-CE + APGD-T are jaxcv's proxy for AutoAttack's standard set,
-which adds FAB-T and Square; see jaxcv/attacks/ensemble.py).
+example. AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square, L-inf) is the attack
+`('aa', 'autoattack')` (`autoattack(steps=.., n_queries=..)` shrinks it for CPU runs; then it is
+weaker than AutoAttack); a worst case over APGD-CE and APGD-T alone is only a proxy for it
+(see jaxcv/attacks/ensemble.py and docs/attacks.md).
 
 Config keys (besides the classification evaluator's split, dataset, batch_size, max_examples,
 predict): eps, norm ('linf' | 'l2'), attacks = (('name', 'kind(key=value, ...)'), ...),
