@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxcv.errors import CheckpointError, ConfigError
@@ -60,7 +62,13 @@ class Checkpointer:
     steps = self.steps()
     abstract = _abstract(target_state)
     unreadable = []
-    for step in reversed(steps):
+    while True:
+      # Every process restores the same step: process 0's newest candidate, and a step counts as
+      # readable only when every process read it (each would otherwise pick its own fallback).
+      step = _agreed(steps[-1] if steps else -1)
+      if step < 0:
+        break
+      steps = [s for s in steps if s < step]
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
@@ -68,27 +76,32 @@ class Checkpointer:
         # Any read failure means this step is unusable; older ones may still be good.
         log.warning('checkpoint at step %d in %s is unreadable (%s: %s); trying an older one',
                     step, self.directory, type(e).__name__, (str(e).splitlines() or [''])[0][:200])
+        restored = None
+      if not _everywhere(restored is not None):
         unreadable.append(step)
         continue
       self._set_aside(unreadable)
       return restored['state'], dict(restored['meta']), step
-    if steps:
-      raise CheckpointError(f'none of the checkpoints {steps} in {self.directory} could be read; '
-                            'move the directory aside to start afresh')
+    if unreadable:
+      raise CheckpointError(f'none of the checkpoints {sorted(unreadable)} in {self.directory} '
+                            'could be read; move the directory aside to start afresh')
     return None
 
   def _set_aside(self, steps: list[int]) -> None:
     """Renames unreadable steps to '<step>.unreadable' (kept for inspection, never deleted), so
     the resumed run can save those step numbers again."""
-    if not steps or jax.process_index() != 0:
+    if not steps:
       return
-    for step in steps:
-      source = os.path.join(self.directory, str(step))
-      target = f'{source}.unreadable'
-      while os.path.exists(target):
-        target += '_'
-      os.rename(source, target)
-      log.warning('moved the unreadable checkpoint to %s', target)
+    if jax.process_index() == 0:
+      for step in steps:
+        source = os.path.join(self.directory, str(step))
+        target = f'{source}.unreadable'
+        while os.path.exists(target):
+          target += '_'
+        os.rename(source, target)
+        log.warning('moved the unreadable checkpoint to %s', target)
+    if jax.process_count() > 1:  # No process looks at the folder before process 0 renamed.
+      multihost_utils.sync_global_devices('jaxcv.checkpoint.set_aside')
     self._manager.reload()
 
   def wait(self) -> None:
@@ -99,8 +112,28 @@ class Checkpointer:
     self._manager.close()
 
 
+def _agreed(step: int) -> int:
+  """Process 0's `step`, on every process."""
+  if jax.process_count() == 1:
+    return step
+  return int(multihost_utils.broadcast_one_to_all(np.int32(step)))
+
+
+def _everywhere(ok: bool) -> bool:
+  """Whether `ok` holds on every process."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, 'checkpoints')
+
+
+def _local_target(metadata: Any) -> Any:
+  """A restore target on this process's first device, from a checkpoint's array metadata."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
 
 
 def load_pretrained(path: str) -> tuple[dict, int]:
@@ -119,12 +152,19 @@ def load_pretrained(path: str) -> tuple[dict, int]:
       return restored['state'], int(os.path.basename(directory))
     if os.path.isdir(directory):
       manager = ocp.CheckpointManager(
-          directory, options=ocp.CheckpointManagerOptions(create=False),
-          item_names=('state', 'meta'))
+          directory, options=ocp.CheckpointManagerOptions(create=False), item_handlers={
+              'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
       for step in sorted(manager.all_steps(), reverse=True):
         try:
-          restored = manager.restore(step, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore()))
+          try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore()))
+          except ValueError as e:
+            if 'topology' not in str(e).lower():
+              raise
+            # Saved by a job with other devices (several processes): orbax wants a target.
+            restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(
+                _local_target(manager.item_metadata(step)['state']))))
           return restored['state'], step
         except Exception as e:  # pylint: disable=broad-except
           log.warning('pretrained checkpoint at step %d unreadable (%s); trying older', step, e)
