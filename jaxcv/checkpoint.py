@@ -13,6 +13,7 @@ Another run's weights are read with `load_pretrained` (the raw state pytree) or
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,10 +23,11 @@ from typing import Any, Mapping, Optional, Union
 
 import jax
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxcv.errors import CheckpointError, ConfigError
+from jaxcv.errors import CheckpointError, CheckpointSaveError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +46,36 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
         cleanup_tmp_directories=True)  # Leftovers of a killed save are removed, not read.
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=('state', 'meta'))
+    # Handlers named up front, so that a checkpoint's metadata can be read before restoring it.
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+        'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
+    self._attempted: list[int] = []
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    """Starts saving `step` (in the background when async); a failure of this or an earlier
+    save raises CheckpointSaveError, naming the step that failed."""
+    self._attempted.append(step)
+    with self._save_errors():
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  @contextlib.contextmanager
+  def _save_errors(self):
+    """Turns whatever a failed save raises (often later, from the background) into one error."""
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except  (disk, permissions, library errors)
+      complete = sorted(int(p.name) for p in Path(self.directory).iterdir() if p.name.isdigit()
+                        ) if os.path.isdir(self.directory) else []
+      failed = min((s for s in self._attempted if s not in complete), default=None)
+      why = (str(e).splitlines() or [''])[0][:300]
+      raise CheckpointSaveError(
+          f'writing the checkpoint of step {failed} to {self.directory} failed '
+          f'({type(e).__name__}: {why}); complete checkpoints: {complete or "none"}, and a new '
+          'run in this workdir resumes from the newest') from e
 
   def restore_latest(self, target_state: Any) -> Optional[tuple[Any, dict, int]]:
     """(state, meta, step) of the newest readable checkpoint, or None if there is none.
@@ -69,6 +92,12 @@ class Checkpointer:
       if step < 0:
         break
       steps = [s for s in steps if s < step]
+      difference = self._model_difference(step, abstract)
+      if difference is not None:  # Another model's checkpoints: not damage, and not ours to move.
+        raise CheckpointError(
+            f'this run\'s model does not match the checkpoints in {self.directory} ({difference} '
+            f'at step {step}). Use a new workdir for this model, or start it from those weights '
+            f'with init_checkpoint={os.path.dirname(self.directory)}')
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
@@ -86,6 +115,25 @@ class Checkpointer:
       raise CheckpointError(f'none of the checkpoints {sorted(unreadable)} in {self.directory} '
                             'could be read; move the directory aside to start afresh')
     return None
+
+  def _model_difference(self, step: int, abstract: Any) -> Optional[str]:
+    """The first parameter whose path or shape differs between the checkpoint at `step` and
+    `abstract`, or None (also when the metadata cannot be read: the restore then decides)."""
+    try:
+      saved = self._manager.item_metadata(step)['state']
+      theirs = _param_shapes(saved)
+    except Exception:  # pylint: disable=broad-except
+      return None
+    ours = _param_shapes(abstract)
+    if not theirs:
+      return None
+    for path, shape in ours.items():
+      if path not in theirs:
+        return f'{path} {shape} is not in the checkpoint'
+      if theirs[path] != shape:
+        return f'{path} has shape {shape} here but {theirs[path]} in the checkpoint'
+    extra = next((p for p in theirs if p not in ours), None)
+    return None if extra is None else f'the checkpoint has {extra} {theirs[extra]}, this model not'
 
   def _set_aside(self, steps: list[int]) -> None:
     """Renames unreadable steps to '<step>.unreadable' (kept for inspection, never deleted), so
@@ -105,11 +153,15 @@ class Checkpointer:
     self._manager.reload()
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._save_errors():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    finally:
+      with contextlib.suppress(Exception):  # The save's own error is already raised by wait().
+        self._manager.close()
 
 
 def _agreed(step: int) -> int:
@@ -124,6 +176,35 @@ def _everywhere(ok: bool) -> bool:
   if jax.process_count() == 1:
     return ok
   return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def path_str(path: tuple) -> str:
+  """A pytree key path as 'params/conv1/kernel' (dict keys, attribute names, indices)."""
+  names = []
+  for key in path:
+    name = next((getattr(key, a) for a in ('key', 'name', 'idx') if hasattr(key, a)), key)
+    names.append(str(name))
+  return '/'.join(names)
+
+
+def _param_shapes(state: Any) -> dict[str, tuple]:
+  """{'params/...': shape} of a state pytree or its checkpoint metadata (a dict or TrainState)."""
+  params = state.params if hasattr(state, 'params') else state['params']
+  return {f'params/{path_str(p)}': tuple(x.shape)
+          for p, x in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def first_non_finite(tree: Any) -> Optional[str]:
+  """The path of the first floating-point leaf of `tree` holding a NaN or inf, else None."""
+  leaves = [(p, x) for p, x in jax.tree_util.tree_leaves_with_path(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  finite = jax.device_get(_all_finite([x for _, x in leaves])) if leaves else []
+  return next((path_str(p) for (p, _), ok in zip(leaves, finite) if not ok), None)
+
+
+@jax.jit
+def _all_finite(leaves: list) -> list:
+  return [jnp.all(jnp.isfinite(x)) for x in leaves]
 
 
 def checkpoint_dir(workdir: str) -> str:

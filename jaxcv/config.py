@@ -9,11 +9,13 @@ argument string follows big_vision: `configs/x.py:variant=b,runlocal` gives
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import os
 import re
 import sys
+import traceback
 import types
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -22,7 +24,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxcv import specs
-from jaxcv.errors import ConfigError
+from jaxcv.errors import ConfigError, UserError
 
 placeholder = config_dict.placeholder
 
@@ -192,16 +194,40 @@ def load_module(path: str) -> types.ModuleType:
   return module
 
 
+@contextlib.contextmanager
+def _config_file_errors(path: str):
+  """A config file that fails to import or run: one ConfigError naming the file and line."""
+  try:
+    yield
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (anything the user's file raises)
+    if isinstance(e, SyntaxError) and e.filename:
+      where = f'{e.filename}:{e.lineno}'
+    else:
+      frames = traceback.extract_tb(e.__traceback__)
+      target = str(Path(path).resolve())
+      ours = [f for f in frames if f.filename == target] or frames[-1:]
+      where = f'{ours[-1].filename}:{ours[-1].lineno}' if ours else path
+    why = ' '.join(str(e).split())
+    raise ConfigError(f'config file {where}: {type(e).__name__}: {why}') from None
+
+
 def load(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
   """Loads `path/to/config.py[:arg]` via its `get_config(arg)`, applies overrides, validates.
 
   The same function serves `python -m jaxcv.main` and notebooks, so both see the same checks.
   """
   path, _, arg = spec.partition(':')
-  module = load_module(path)
+  with _config_file_errors(path):
+    module = load_module(path)
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'{path} defines no get_config(arg)')
-  config = module.get_config(arg or None)
+  with _config_file_errors(path):
+    config = module.get_config(arg or None)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f'{path}: get_config returned {type(config).__name__}, not an '
+                      'ml_collections.ConfigDict (start from config.base_config())')
   config.lock()
   apply_overrides(config, overrides)
   validate(config)

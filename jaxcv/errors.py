@@ -19,3 +19,15 @@ class CheckpointError(UserError):
 
 class NonFiniteLossError(UserError):
   """The training loss became NaN or infinite."""
+
+
+class CheckpointSaveError(CheckpointError):
+  """Writing a checkpoint failed (a full or unwritable disk, ...); earlier checkpoints are kept."""
+
+
+class WorkdirLockedError(UserError):
+  """Another run is using the same workdir."""
+
+
+class DatasetFormatError(UserError):
+  """Data files that exist but cannot be read as asked (mixed sizes, wrong format, ...)."""

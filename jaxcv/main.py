@@ -89,13 +89,20 @@ def main(argv=None) -> int:
 
   from jaxcv import config as config_lib  # pylint: disable=g-import-not-at-top
   from jaxcv import metrics, train  # pylint: disable=g-import-not-at-top
-  from jaxcv.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jaxcv.errors import CheckpointSaveError, UserError  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.load(args.config, overrides)
     summary = train.run(config, args.workdir)
   except UserError as e:
     if jax.process_index() == 0:
       print(f'error: {e}', file=sys.stderr)
+    if isinstance(e, CheckpointSaveError):
+      # A failed background save can leave the checkpoint library's threads waiting for a
+      # signal that never comes, and the interpreter waits for them at exit: leave now.
+      logging.shutdown()
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(2)  # pylint: disable=protected-access
     return 2
   if jax.process_index() == 0:
     print(metrics.format_summary(summary))

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 
+from jaxcv import workdir as workdir_lib
 from jaxcv.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,28 @@ def train_log_line(record: Mapping[str, Any]) -> str:
   if isinstance(record.get('examples_per_sec'), (int, float)):
     parts.append(f'{record["examples_per_sec"]:,.0f} examples/s')
   return ' '.join(parts).rstrip(',')
+
+
+def drop_rows_after(path: str, step: int) -> None:
+  """Removes the rows past `step` (and any line cut short by a kill) from a metrics file.
+
+  A resumed run rewrites everything after its restored step; the killed run's rows for those
+  steps would otherwise appear twice in the file and the plot.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = [line for line in lines if _row_step(line) <= step]
+  if len(keep) != len(lines):
+    workdir_lib.write_text(path, ''.join(keep))
+
+
+def _row_step(line: str) -> float:
+  try:
+    return json.loads(line)['step']
+  except (ValueError, KeyError, TypeError):
+    return math.inf  # Unreadable: dropped.
 
 
 def read_jsonl(path: str) -> list[dict]:

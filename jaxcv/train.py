@@ -28,6 +28,7 @@ from jaxcv import inference
 from jaxcv import metrics as metrics_lib
 from jaxcv import optim
 from jaxcv import parallel
+from jaxcv import workdir as workdir_lib
 from jaxcv.data import build_train_loader, open_train_data
 from jaxcv.errors import ConfigError, NonFiniteLossError
 from jaxcv.evaluators import build_evaluators
@@ -184,14 +185,23 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   """Trains for config.total_steps (or num_epochs), evaluating and checkpointing; resumes from
   `workdir` when it holds checkpoints. Returns the final summary (also in summary.json).
 
-  `devices` restricts the mesh to some devices (default: all).
+  `devices` restricts the mesh to some devices (default: all). One run at a time per workdir:
+  a second one ends with a WorkdirLockedError naming the first.
   """
   config_lib.validate(config)
+  if jax.process_index() != 0:  # Process 0 holds the lock for the whole job.
+    return _run(config, workdir, devices)
+  with workdir_lib.lock(workdir):
+    return _run(config, workdir, devices)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str,
+         devices: Optional[list[jax.Device]]) -> dict[str, Any]:
+  """`run` with the workdir locked."""
   os.makedirs(workdir, exist_ok=True)
+  # Before any work: a run that cannot save would otherwise only fail at its first checkpoint.
+  workdir_lib.ensure_writable(checkpoint_lib.checkpoint_dir(workdir), 'checkpoint folder')
   is_main = jax.process_index() == 0
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   # ---------------------------------------------------------------- mesh
   mesh = parallel.make_mesh(config.mesh, devices)
@@ -246,6 +256,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                          if averaging.keeps_model_state(config) else None))
     log.info('initialised from %s (step %d)', config.init_checkpoint, from_step)
   start_step = int(state.step)
+  if is_main:
+    # Only now is the run known to fit this workdir (data found, checkpoints compatible): a run
+    # that fails earlier leaves the workdir's record of itself as it was.
+    workdir_lib.write_text(os.path.join(workdir, 'config.json'),
+                           config.to_json_best_effort(indent=2))
+    metrics_lib.drop_rows_after(os.path.join(workdir, 'metrics.jsonl'), start_step)
 
   # ---------------------------------------------------------------- train step
   train_step = build_train_step(config, task, loader, tx, schedule, rng)
@@ -286,19 +302,28 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   train_metrics: dict[str, float] = {}
   eval_results: dict[str, float] = {}
 
+  def non_finite(what: str) -> NonFiniteLossError:
+    saved = checkpointer.steps()  # Every one of them finite: see `stop_if_non_finite`.
+    return NonFiniteLossError(
+        f'{what}; no checkpoint was written after it (last good: '
+        f'{saved[-1] if saved else "none"}). Lower the learning rate or check the data.')
+
+  def stop_if_non_finite(state, step: int) -> None:
+    """A checkpoint never holds NaN/inf: it would replace (rotate out) the good ones."""
+    bad = checkpoint_lib.first_non_finite(state.replace(extra=None))
+    if bad is not None:
+      raise non_finite(f'{bad} held non-finite values at step {step}')
+
   def flush(step: int) -> dict[str, float]:
-    """Fetches buffered metrics; stops the run before a non-finite loss can be checkpointed."""
+    """Fetches buffered metrics; stops the run at a non-finite loss or gradient norm."""
     nonlocal last_log_time, last_log_step
     if not buffer:
       return {}
     averaged = _average(buffer)
     buffer.clear()
-    if not math.isfinite(averaged.get('loss', 0.0)):
-      saved = checkpointer.steps()
-      raise NonFiniteLossError(
-          f'the training loss became {averaged["loss"]} between steps {last_log_step} and '
-          f'{step}; no checkpoint was written after it (last good: '
-          f'{saved[-1] if saved else "none"}). Lower the learning rate or check the data.')
+    for key, name in (('loss', 'the training loss'), ('grad_norm', 'the gradient norm')):
+      if not math.isfinite(averaged.get(key, 0.0)):
+        raise non_finite(f'{name} became {averaged[key]} between steps {last_log_step} and {step}')
     now = time.perf_counter()
     examples_per_sec = (step - last_log_step) * config.batch_size / (now - last_log_time)
     if last_log_step != start_step:  # The first interval includes compilation.
@@ -330,6 +355,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           evaluate(state, done)
         if (config.checkpoint_every_steps and done % config.checkpoint_every_steps == 0) or is_last:
           flush(done)
+          stop_if_non_finite(state, done)
           checkpointer.save(done, state, {'step': done, 'seed': config.seed,
                                           'batch_size': config.batch_size,
                                           'examples_seen': done * config.batch_size})

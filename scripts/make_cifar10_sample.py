@@ -5,7 +5,9 @@ Takes the first 1000 images of each class from train and the first 200 of each c
 in the source's layout `cifar10/{train,test}/<class>/NNNN.jpg`. The output is byte-for-byte
 reproducible: members sorted, fixed metadata, gzip timestamp 0.
 
-  python scripts/make_cifar10_sample.py [--source ../shared/data/cifar10-jpeg.tar.gz] [--out ...]
+  python scripts/make_cifar10_sample.py [--source DATA_DIR/cifar10-jpeg.tar.gz] [--out ...]
+
+--source defaults to cifar10-jpeg.tar.gz in $JAXCV_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import argparse
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = REPO.parent / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
+SOURCE_NAME = 'cifar10-jpeg.tar.gz'
 DEFAULT_OUT = REPO / 'jaxcv' / 'data' / 'sample' / 'cifar10-sample.tar.gz'
 PER_CLASS = {'train': 1000, 'test': 200}
 
@@ -57,9 +60,16 @@ def write(files: dict[str, bytes], out: Path) -> None:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--source', type=Path, default=DEFAULT_SOURCE)
+  data_dir = os.environ.get('JAXCV_DATA_DIR')
+  parser.add_argument('--source', type=Path,
+                      default=Path(data_dir) / SOURCE_NAME if data_dir else None,
+                      help=f'the CIFAR-10 JPEG archive (default: $JAXCV_DATA_DIR/{SOURCE_NAME})')
   parser.add_argument('--out', type=Path, default=DEFAULT_OUT)
   args = parser.parse_args()
+  if args.source is None:
+    parser.error(f'pass --source PATH/{SOURCE_NAME} or set JAXCV_DATA_DIR')
+  if not args.source.is_file():
+    parser.error(f'--source {args.source} does not exist')
   files = select(args.source)
   expected = 10 * sum(PER_CLASS.values())
   if len(files) != expected:

@@ -5,7 +5,8 @@ whereas zlib would cost seconds) under `$JAXCV_CACHE_DIR` (default `~/.cache/jax
 `JAXCV_CACHE_DIR=off` disables caching). The key covers the source path, its size and
 modification time (for folders: file count, total size and newest mtime), and the reader's
 parameters, so a changed source is decoded afresh. The cache is best-effort: a corrupt entry is
-deleted and rebuilt, and an unwritable directory only turns caching off.
+deleted and rebuilt (another user's unreadable one is left alone), an unwritable directory only
+turns caching off, and entries are readable by others as the umask allows.
 
 The same mechanism (`keyed_path`, `cached_file`) serves jaxcv's other caches: derived datasets
 (jaxcv/unlearnable/datasets.py), FID reference statistics and OOD features.
@@ -24,6 +25,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import numpy as np
 
+from jaxcv import workdir
 from jaxcv.data.dataset import ArrayDataset
 
 _FORMAT_VERSION = 2  # Bump when the layout of entries or a reader's output changes.
@@ -83,7 +85,7 @@ def cached_file(path: Optional[Path], build: Callable[[], T], *, load: Callable[
   see either no entry or a complete one; an unwritable folder only skips caching. path=None:
   caching is off.
   """
-  if path is not None and path.is_file():
+  if path is not None and _is_file(path):
     try:
       value = load(path)
       if value is not None:
@@ -91,7 +93,10 @@ def cached_file(path: Optional[Path], build: Callable[[], T], *, load: Callable[
         return value
     except Exception as e:  # pylint: disable=broad-except  (any damage means: rebuild)
       _log.warning('discarding unreadable cache entry %s (%s)', path, e)
-      path.unlink(missing_ok=True)
+      try:
+        path.unlink(missing_ok=True)
+      except OSError:  # Another user's entry in a shared cache: leave it, build our own.
+        pass
   value = build()
   if path is not None:
     try:
@@ -131,6 +136,13 @@ def _several_processes() -> bool:
   return jax.process_count() > 1
 
 
+def _is_file(path: Path) -> bool:
+  try:
+    return path.is_file()
+  except OSError:  # E.g. a folder we may not enter.
+    return False
+
+
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
   """write(tmp) into a temporary .npz next to `path`, then a rename onto `path`."""
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +150,7 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
   os.close(fd)
   try:
     write(Path(tmp))
+    workdir.share(tmp)  # Readable by the other users of a shared cache, as the umask allows.
     os.replace(tmp, path)  # Readers see either no entry or a complete one.
   except BaseException:
     Path(tmp).unlink(missing_ok=True)

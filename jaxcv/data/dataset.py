@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from jaxcv.errors import DatasetFormatError
+
 
 @dataclasses.dataclass
 class ArrayDataset:
@@ -31,12 +33,29 @@ class ArrayDataset:
   source: str = ''
 
   def __post_init__(self):
-    if self.images.dtype != np.uint8 or self.images.ndim != 4:
-      raise ValueError(f'images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}')
-    if len(self.labels) != len(self.images):
-      raise ValueError(f'{len(self.images)} images but {len(self.labels)} labels')
-    if self.domains is not None and len(self.domains) != len(self.images):
-      raise ValueError(f'{len(self.images)} images but {len(self.domains)} domain ids')
+    # Checked where every dataset is made, so bad files fail here, naming their source, rather
+    # than as a shape error deep in training or, for out-of-range labels, not at all.
+    where = f' in {self.source}' if self.source else ''
+    images, labels = self.images, np.asarray(self.labels)
+    if images.dtype != np.uint8 or images.ndim != 4:
+      raise DatasetFormatError(f'images must be uint8 [N, H, W, C], got {images.dtype} '
+                               f'{images.shape}{where}')
+    if len(labels) != len(images):
+      raise DatasetFormatError(f'{len(images)} images but {len(labels)} labels{where}')
+    if labels.ndim != 1 and labels.shape[1:] != images.shape[1:3]:
+      raise DatasetFormatError(f'labels must be [N] class indices or [N, H, W] label maps for '
+                               f'images {images.shape}; got shape {labels.shape}{where}')
+    if self.domains is not None and len(self.domains) != len(images):
+      raise DatasetFormatError(f'{len(images)} images but {len(self.domains)} domain ids{where}')
+    if labels.size:
+      n = len(self.class_names)
+      bad = (labels < 0) | (labels >= n)
+      if self.ignore_index is not None:
+        bad &= labels != self.ignore_index
+      if bad.any():
+        raise DatasetFormatError(
+            f'labels outside 0..{n - 1} (the {n} classes): {int(np.count_nonzero(bad))} of them, '
+            f'e.g. {labels[bad].flat[0]}{where}')
 
   def __len__(self) -> int:
     return len(self.images)

@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ import numpy as np
 
 from jaxcv import specs
 from jaxcv.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 TRAINING_DOMAIN = 'training_domain'
 ORACLE = 'oracle'
@@ -205,9 +208,16 @@ def read_run(workdir: str | Path, test_env: Optional[str] = None, trial: Optiona
 
 
 def find_runs(roots: Iterable[str | Path], test_key: str = TEST_KEY) -> list[Run]:
-  """Every run (a folder with metrics.jsonl) at or below the given folders."""
+  """Every DomainBed run (a folder with metrics.jsonl) at or below the given folders; other
+  runs under them (no test environment to tell) are skipped with a warning."""
   folders = sorted({p.parent for root in roots for p in Path(root).rglob('metrics.jsonl')})
-  return [read_run(folder, test_key=test_key) for folder in folders]
+  runs = []
+  for folder in folders:
+    try:
+      runs.append(read_run(folder, test_key=test_key))
+    except ConfigError as e:
+      log.warning('skipping %s, not a DomainBed run: %s', folder, e)
+  return runs
 
 
 def format_summary(summary: Summary) -> str:
@@ -231,6 +241,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--test_key', default=TEST_KEY)
   parser.add_argument('--oracle_key', default=ORACLE_KEY)
   args = parser.parse_args(argv)
+  missing = [root for root in args.roots if not Path(root).is_dir()]
+  if missing:
+    print(f'error: no such folder: {", ".join(missing)}', file=sys.stderr)
+    return 2
   runs = find_runs(args.roots, args.test_key)
   print(f'{len(runs)} runs')
   for method in METHODS:
