@@ -82,8 +82,8 @@ def l2_normalize(v):
 
 
 def reference_single_run(model, x, y, x_start, eps, n_iter, loss_of, norm='linf'):
-  """autopgd_base.APGDAttack.attack_single_run, L-inf and L2, transcribed line by line (loss_steps and
-  its wrap-around index included). Returns (x_best, acc, loss_best, x_best_adv, step sizes,
+  """autopgd_base.APGDAttack.attack_single_run, L-inf and L2, transcribed line by line
+  (loss_steps and its wrap-around index included). Returns (x_best, acc, loss_best, x_best_adv, step sizes,
   why): why[j] = (oscillation flags, no-improvement flags) at the j-th checkpoint."""
   n_iter_2, n_iter_min = max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1)
   size_decr = max(int(0.03 * n_iter), 1)
@@ -334,7 +334,7 @@ def reference_p_selection(it, p_init=0.8):
 def test_square_p_schedule_and_square_sides_match_the_reference():
   assert [attacks.p_schedule(i) for i in range(10000)] == [reference_p_selection(i)
                                                           for i in range(10000)]
-  sides = attacks.square_sides(5000, 32, 32, 3)
+  sides = attacks.square_sides(5000, 32, 32)
   expected = [min(max(int(round(np.sqrt(reference_p_selection(i) * 32 * 32 * 3 / 3))), 1), 32)
               for i in range(5000)]
   np.testing.assert_array_equal(sides, expected)

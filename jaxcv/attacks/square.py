@@ -32,8 +32,7 @@ def p_schedule(iteration: int, p_init: float = P_INIT) -> float:
   return p_init / 2 ** sum(iteration > t for t in _P_THRESHOLDS)
 
 
-def square_sides(queries: int, height: int, width: int, channels: int,
-                 p_init: float = P_INIT) -> np.ndarray:
+def square_sides(queries: int, height: int, width: int, p_init: float = P_INIT) -> np.ndarray:
   """Side of the square at each query: max(round(sqrt(p * H * W)), 1), at most min(H, W)."""
   sides = [max(int(round(math.sqrt(p_schedule(i, p_init) * height * width))), 1)
            for i in range(queries)]
@@ -62,7 +61,7 @@ def square_linf(predict_fn: common.PredictFn, images: jax.Array, labels: jax.Arr
   x_best = jnp.clip(images + eps * stripes, 0.0, 1.0)
   margin_min = _margin(predict_fn, x_best, labels)
   loss_min = margin_min
-  sides = jnp.asarray(square_sides(max(n_queries, 1), height, width, channels, p_init))
+  sides = jnp.asarray(square_sides(max(n_queries, 1), height, width, p_init))
   rows, cols = jnp.arange(height)[:, None, None], jnp.arange(width)[None, :, None]
 
   def body(carry):
