@@ -19,27 +19,31 @@ DATA = 'synthetic:n=64,size=8,classes=4'
 ONE = jax.devices()[:1]
 
 
-def tiny_config(*extra):
+def tiny_config(*extra, data=DATA):
+  """The tiny test config at 2 steps, batch 16, a 4-wide model on `data`; `extra` overrides."""
   config = config_lib.load(TINY, ['total_steps=2', 'batch_size=16', *extra])
   config.unlock()
-  config.data.name = DATA
+  config.data.name = data
   config.model.kwargs.width = 4
   config.evals.test.max_examples = 32
   return config
 
 
+def trained(tmp_path_factory, name, config):
+  """The workdir of `config` trained with the real loop on one device."""
+  workdir = tmp_path_factory.mktemp(name)
+  train.run(config, str(workdir), devices=ONE)
+  return workdir
+
+
 @pytest.fixture(scope='module')
 def ema_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('ema_run')
-  train.run(tiny_config('ema_decay=0.5'), str(workdir), devices=ONE)
-  return workdir
+  return trained(tmp_path_factory, 'ema_run', tiny_config('ema_decay=0.5'))
 
 
 @pytest.fixture(scope='module')
 def plain_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('plain_run')
-  train.run(tiny_config(), str(workdir), devices=ONE)
-  return workdir
+  return trained(tmp_path_factory, 'plain_run', tiny_config())
 
 
 def images(n=5, seed=0):

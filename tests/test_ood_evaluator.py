@@ -7,15 +7,14 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcv import config as config_lib
 from jaxcv import inference, main, train
 from jaxcv.ood import evaluate as evaluate_lib
 from jaxcv.tasks import afd
 from jaxcv.tasks.adversarial import add_adversarial_config
 
+import test_inference as inference_tests
 from conftest import REPO_ROOT
 
-TINY = str(REPO_ROOT / 'tests' / 'configs' / 'tiny.py')
 OOD_CONFIG = str(REPO_ROOT / 'configs' / 'ood' / 'evaluate.py')
 DATA = 'synthetic:n=128,size=8,classes=4'
 # A nested spec (its own commas inside brackets) next to a dataset with options.
@@ -25,19 +24,14 @@ ONE = jax.devices()[:1]
 
 
 def tiny_config(*extra):
-  config = config_lib.load(TINY, ['total_steps=2', 'batch_size=16', *extra])
-  config.unlock()
-  config.data.name = DATA
-  config.model.kwargs.width = 4
+  config = inference_tests.tiny_config(*extra, data=DATA)
   config.evals = {}  # Only the OOD evaluation is under test.
   return config
 
 
 @pytest.fixture(scope='module')
 def natural_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('natural')
-  train.run(tiny_config(), str(workdir), devices=ONE)
-  return workdir
+  return inference_tests.trained(tmp_path_factory, 'natural', tiny_config())
 
 
 def evaluate_through_main(run, workdir, *extra):
