@@ -39,8 +39,8 @@ from jaxcv import specs
 from jaxcv.data import registry
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError, UserError
-from jaxcv.ood import features as features_lib
 from jaxcv.inference import Classifier
+from jaxcv.ood import features as features_lib
 from jaxcv.ood import metrics as metrics_lib
 from jaxcv.ood.detectors import build_detectors, gram_powers_of
 from jaxcv.ood.featureset import FeatureSet
@@ -300,7 +300,9 @@ def main(argv=None) -> int:
   parser.add_argument('--checkpoint', required=True, help="a jaxcv run's workdir (or a step)")
   parser.add_argument('--id', dest='id_dataset', default='',
                       help="ID dataset (default: the run's)")
-  parser.add_argument('--ood', default='', help='comma-separated NAME or NAME@SPLIT')
+  parser.add_argument('--ood', default='',
+                      help="comma-separated NAME or NAME@SPLIT (nested specs allowed, e.g. "
+                           "'mnist,corrupt(kind=gaussian_noise,severity=5):cifar10')")
   parser.add_argument('--detectors', default=DEFAULT_DETECTORS,
                       help="comma-separated specs, e.g. 'msp,energy(temperature=2),knn(k=50)'")
   parser.add_argument('--out', default=None,
