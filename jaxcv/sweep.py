@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import ml_collections
 
 from jaxcv import config as config_lib
+from jaxcv import workdir as workdir_lib
 from jaxcv.errors import ConfigError, UserError
 
 log = logging.getLogger('jaxcv.sweep')
@@ -204,14 +205,6 @@ def fingerprint(row: Row) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _write_json(path: str, value: Any) -> None:
-  """Atomically: a kill mid-write leaves the previous file."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(value, f, indent=2, default=str)
-  os.replace(tmp, path)
-
-
 def _read_json(path: str) -> Optional[Any]:
   try:
     with open(path) as f:
@@ -237,15 +230,17 @@ def _run_row(row: Row, row_dir: str, workdirs: Mapping[str, str],
              overrides: Sequence[str]) -> dict:
   """Runs one row to completion and returns its summary."""
   os.makedirs(row_dir, exist_ok=True)
-  _write_json(os.path.join(row_dir, 'row.json'),
+  workdir_lib.write_json(os.path.join(row_dir, 'row.json'),
               {'fingerprint': fingerprint(row), **dataclasses.asdict(row)})
   if row.fn:
     module_name, _, function_name = row.fn.partition(':')
     import importlib  # pylint: disable=import-outside-toplevel
     function = getattr(importlib.import_module(module_name), function_name)
     kwargs = {k: _substitute(v, workdirs) for k, v in row.kwargs.items()}
-    summary = function(workdir=row_dir, **kwargs)
-    _write_json(os.path.join(row_dir, 'summary.json'), summary)
+    # Plain JSON: numpy scalars and arrays in a function's metrics become numbers and lists.
+    summary = json.loads(json.dumps(function(workdir=row_dir, **kwargs),
+                                    default=lambda x: x.tolist() if hasattr(x, 'tolist') else str(x)))
+    workdir_lib.write_json(os.path.join(row_dir, 'summary.json'), summary)
     return summary
   from jaxcv import train  # pylint: disable=import-outside-toplevel  (keeps --help fast)
   row_overrides = [_override_text(k, _substitute(v, workdirs)) for k, v in row.overrides.items()]
@@ -267,7 +262,12 @@ def run_table(table_spec: str, workdir: str, rows: Optional[Sequence[str]] = Non
   start_time = time.perf_counter() if start_time is None else start_time
   table = load_table(table_spec)
   order = run_order(table.rows, rows or [row.name for row in table.rows])
-  os.makedirs(workdir, exist_ok=True)
+  with workdir_lib.lock(workdir):  # One sweep per workdir; each row's run locks its own folder.
+    return _run_rows(table, order, workdir, deadline, overrides, start_time)
+
+
+def _run_rows(table: Table, order: list[Row], workdir: str, deadline: float,
+              overrides: Sequence[str], start_time: float) -> list[dict]:
   rows_path = os.path.join(workdir, 'rows.json')
   previous = {r['name']: r for r in (_read_json(rows_path) or []) if isinstance(r, dict)}
   records = [{'name': row.name, 'status': 'not run', 'reason': '',
@@ -278,7 +278,7 @@ def run_table(table_spec: str, workdir: str, rows: Optional[Sequence[str]] = Non
   per_cost: list[float] = []
 
   def save():
-    _write_json(rows_path, records)
+    workdir_lib.write_json(rows_path, records)
     write_outputs(table, workdir, records)
 
   save()
@@ -446,7 +446,7 @@ def write_outputs(table: Table, workdir: str, records: Sequence[dict]) -> None:
   lines = table_lines(table, results, statuses)
   with open(os.path.join(workdir, 'table.md'), 'w') as f:
     f.write(markdown(table, lines, records))
-  _write_json(os.path.join(workdir, 'table.json'),
+  workdir_lib.write_json(os.path.join(workdir, 'table.json'),
               {'name': table.name, 'claim': table.claim, 'description': table.description,
                'spread': table.spread, 'lines': lines, 'rows': list(records)})
   plot(table, lines, os.path.join(workdir, 'table.png'))

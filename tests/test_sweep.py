@@ -194,3 +194,14 @@ def test_sweep_killed_mid_row_resumes_only_the_unfinished_row(tmp_path, table_sp
   assert records['pretrain']['reason'] == 'finished earlier'
   assert records['finetune']['status'] == 'ok'
   assert json.loads((workdir / 'finetune' / 'summary.json').read_text())['steps'] == 300
+
+
+def test_a_second_sweep_on_the_same_workdir_is_refused(tmp_path, table_spec):
+  from jaxcv import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  with workdir_lib.lock(str(tmp_path / 'sweep')):
+    result = subprocess.run(
+        [sys.executable, '-m', 'jaxcv.sweep', '--table', f'{table_spec}:runlocal', '--workdir',
+         str(tmp_path / 'sweep'), '--rows', 'm_s0'], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=120)
+  assert result.returncode == 2
+  assert 'is in use by pid' in result.stderr.strip().splitlines()[-1]
