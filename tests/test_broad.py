@@ -192,8 +192,10 @@ def test_mds_all_is_the_sum_of_per_layer_mahalanobis_scores():
     cov = covariance.EmpiricalCovariance(assume_centered=False).fit(
         z - means[train_fs.labels])
     expected -= np.min([cov.mahalanobis(zt - m) for m in means], axis=0)
-  got = build_detector('mds_all').fit(train_fs).score(test_fs)
-  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  detector = build_detector('mds_all').fit(train_fs)
+  np.testing.assert_allclose(detector.score(test_fs), expected, rtol=1e-6)
+  far = gaussian_layers(2, n=50, shift=5.0)
+  assert detector.score(far).max() < np.median(detector.score(gaussian_layers(3, n=50)))
 
 
 def test_gram_row_sums_match_the_explicit_gram_matrix():

@@ -39,7 +39,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from jaxcv.data import registry
+from jaxcv.data import cache, registry
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.errors import ConfigError
 from jaxcv.inference import Classifier
@@ -95,7 +95,7 @@ def _id_splits(data_name: str, train_split: str, data_dir, image_size, fit_examp
 
 def build_splits(classifier, transfer, data_name: str, data_dir, image_size, *, novel, corruptions,
                  severities, attacks, synthetic, mosaics: bool, ood_examples: int,
-                 attack_steps: int, seed: int, batch_size: int) -> list[Split]:
+                 attack_steps: int, seed: int, batch_size: int, cache_dir=None) -> list[Split]:
   """Every shift split (module docstring), `ood_examples` images each."""
   splits = []
   for spec in _list(novel):
@@ -125,14 +125,30 @@ def build_splits(classifier, transfer, data_name: str, data_dir, image_size, *, 
     for where, model in (('white', classifier), ('transfer', transfer)):
       if model is None:
         continue
-      t0 = time.perf_counter()
-      images = craft(model, clean.images, clean.labels, settings, seed=seed,
-                     batch_size=batch_size)
-      log.info('%s on %s: %d images in %.1f s', settings.name, model.name, len(images),
-               time.perf_counter() - t0)
+      images = _crafted(model, clean, settings, seed, batch_size, cache_dir)
       splits.append(Split(f'{attack}_{where}', 'adversarial', images, clean.labels,
                           f'{settings.name} crafted on {model.name}, float'))
   return splits
+
+
+def _crafted(model, clean: ArrayDataset, settings: AttackSettings, seed: int, batch_size: int,
+             cache_dir) -> np.ndarray:
+  """craft(...), cached as float32 under the feature cache, keyed by the attacked weights, the
+  attack and the clean images: every ID model's benchmark shares the transfer sets."""
+  def build():
+    t0 = time.perf_counter()
+    images = craft(model, clean.images, clean.labels, settings, seed=seed, batch_size=batch_size)
+    log.info('%s on %s: %d images in %.1f s', settings.name, model.name, len(images),
+             time.perf_counter() - t0)
+    return images
+
+  key = {'weights': model.fingerprint, 'attack': dataclasses.asdict(settings), 'seed': seed,
+         'batch_size': batch_size, 'images': cache.content_digest(clean.images),
+         'labels': cache.content_digest(np.asarray(clean.labels))}
+  path = cache.keyed_path(cache_dir, f'adversarial-{settings.attack}-{model.name}', key)
+  return cache.cached_file(path, build, load=lambda p: np.load(p)['images'],
+                           write=lambda x, tmp: np.savez(tmp, images=x),
+                           what=f'{settings.name} on {model.name}')
 
 
 def _features(classifier, split_name: str, images: np.ndarray, labels, image_shape, gram_powers,
@@ -211,7 +227,8 @@ def run_benchmark(classifier: Union[str, Classifier], *, transfer_run: Optional[
   shift_splits = build_splits(classifier, transfer, data_name, data_dir, image_size, novel=novel,
                               corruptions=corruptions, severities=severities, attacks=attacks,
                               synthetic=synthetic, mosaics=mosaics, ood_examples=ood_examples,
-                              attack_steps=attack_steps, seed=seed, batch_size=batch_size)
+                              attack_steps=attack_steps, seed=seed, batch_size=batch_size,
+                              cache_dir=cache_dir)
   build_seconds = time.perf_counter() - start
   if 'pgd_white' in {s.name for s in shift_splits}:
     pgd = next(s for s in shift_splits if s.name == 'pgd_white')
