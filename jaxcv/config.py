@@ -107,6 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.async_checkpointing = True
   c.init_checkpoint = ''  # Start from another run's workdir or checkpoint (fine-tuning, eval-only).
+  c.init_weights = 'plain'  # Which weights of init_checkpoint: 'plain' (trained) or 'ema'.
   c.progress_bar = True  # Also off by itself when the output is not a terminal (a job's log).
   c.plot = True
   c.tensorboard = False  # Also write TensorBoard scalars to <workdir>/tensorboard (tensorboardX).
@@ -308,6 +309,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(0.0 <= config.ema_decay < 1.0, f'ema_decay must be in [0, 1), got {config.ema_decay}')
   from jaxcv import averaging  # pylint: disable=import-outside-toplevel  (imports jax)
   averaging.check(config)
+  need(config.get('init_weights', 'plain') in ('plain', 'ema'),
+       f"init_weights must be 'plain' or 'ema', got {config.get('init_weights')!r}")
   need(config.data.loader in ('device', 'streaming'),
        f"data.loader must be 'device' or 'streaming', got {config.data.loader!r}")
   need(config.log_every_steps > 0, 'log_every_steps must be positive')
