@@ -35,7 +35,7 @@ SHORT = {'rotated_mnist': 'RMNIST', 'colored_mnist': 'CMNIST', 'pacs': 'PACS'}
 # Row-name-safe spellings of the environments.
 SAFE = {'+90%': 'p90', '+80%': 'p80', '-90%': 'm90'}
 METHODS = ('ERM', 'ERM++', 'ERM++ -FD', 'ERM++ -MPA', 'ERM++ +WS', 'ERM (BN)', 'ERM++ (BN)',
-           'ERM++ (BN) -UBN')
+           'ERM++ (BN) -UBN', 'ERM (pretrained)', 'ERM++ (pretrained)')
 # DomainBed's ERM (training-domain validation, 5001 steps, ResNet-50 ImageNet init for PACS).
 REFERENCE = {'rotated_mnist': {'0': 95.9, '15': 98.9, '30': 98.8, '45': 98.9, '60': 98.9,
                                '75': 96.4, 'Avg': 98.0},
@@ -44,19 +44,25 @@ REFERENCE = {'rotated_mnist': {'0': 95.9, '15': 98.9, '30': 98.8, '45': 98.9, '6
 
 # What each preset trains. steps: pass-1 length; per_domain: examples per env per step;
 # eval_every / eval_examples: pass-1 evaluation (examples per evaluated split);
-# folds: held-out envs per dataset; ablate: (dataset, folds) the ablations run on.
+# folds: held-out envs per dataset; ablate: {dataset: folds} the ablation variants run on;
+# pacs: extra arguments of the PACS runs; pretrain: quickstart.py's argument for the CIFAR-10
+# backbone the 'pre' variant of PACS starts from ('' = none).
 PRESETS = {
     'runlocal': dict(steps=10, per_domain=8, eval_every=5, eval_examples=32, linear_steps=4,
                      image_size=8, folds={'rotated_mnist': ('0',)},
-                     ablate={'rotated_mnist': ('0',)}, seeds=1, extra='runlocal'),
-    'cpu': dict(steps=100, per_domain=8, eval_every=25, eval_examples=500, linear_steps=20,
-                image_size=0, folds={'rotated_mnist': ENVS['rotated_mnist'],
+                     ablate={'rotated_mnist': ('0',)}, variants=('ws',), seeds=1,
+                     extra='runlocal', pacs='', pretrain=''),
+    'cpu': dict(steps=100, per_domain=8, eval_every=25, eval_examples=300, linear_steps=20,
+                image_size=0, folds={'rotated_mnist': ('0', '75', '15', '30', '45', '60'),
                                      'colored_mnist': ('-90%',), 'pacs': ('sketch',)},
-                ablate={'rotated_mnist': ('0',)}, seeds=2, extra='',
-                pacs='model=small_cnn,image_size=32'),
+                ablate={'rotated_mnist': ('0',)}, variants=('ws', 'bn', 'bn_frozen'), seeds=2,
+                extra='',
+                pacs='model=resnet_tiny,image_size=32,lr=5e-4', pretrain='epochs=3'),
     'gpu': dict(steps=2000, per_domain=64, eval_every=100, eval_examples=0, linear_steps=200,
                 image_size=0, folds=dict(ENVS), ablate={'rotated_mnist': ('0', '75')},
-                seeds=3, extra='', pacs='model=resnet18,image_size=32,per_domain=32'),
+                variants=('ws', 'bn', 'bn_frozen'), seeds=3, extra='',
+                pacs='model=resnet_tiny,image_size=32,per_domain=32,lr=5e-4',
+                pretrain='epochs=15'),
 }
 
 
@@ -64,51 +70,58 @@ def _name(*parts) -> str:
   return '_'.join(SAFE.get(str(p), str(p)) for p in parts)
 
 
-def chain_rows(dataset: str, fold: str, seed: int, p: dict, variant: str = '',
-               variant_arg: str = '') -> list[Row]:
-  """pass1 -> (erm, no_fd selections) -> pass2 for one (dataset, fold, trial), optionally with
-  a variant ('bn', 'bn_frozen', 'ws') of the recipe."""
+# Variants of the chain: the extra config argument, the ERM++ line's name, the ERM line's name
+# (when its selection row is wanted), linear probing first, the row the runs start from.
+VARIANTS = {
+    '': dict(arg='', method='ERM++', erm='ERM', ablate=True),
+    'ws': dict(arg='', method='ERM++ +WS', probe=True),
+    'bn': dict(arg='model=mnist_cnn_bn', method='ERM++ (BN)', erm='ERM (BN)'),
+    'bn_frozen': dict(arg='model=mnist_cnn_bn,freeze_bn', method='ERM++ (BN) -UBN'),
+    'pre': dict(arg='fresh_head', method='ERM++ (pretrained)', erm='ERM (pretrained)',
+                init='pretrain'),
+}
+SELECT = 'jaxcv.domain_generalization.erm_pp:select'
+
+
+def chain_rows(dataset: str, fold: str, seed: int, p: dict, variant: str = '') -> list[Row]:
+  """pass1 -> (erm, no_fd selections) -> pass2 (-> no_mpa) for one (dataset, fold, trial), in
+  one of the VARIANTS of the recipe."""
+  v = VARIANTS[variant]
   base = _name(SHORT[dataset], fold, f's{seed}', *([variant] if variant else []))
   labels = lambda method: {'dataset': SHORT[dataset], 'test env': fold, 'method': method}
+  line = lambda what: f'{SHORT[dataset]}/{fold}/{what}'
   common = [f'dataset={dataset}', f'test={fold}', f'trial={seed}',
             f'per_domain={p["per_domain"]}', f'eval_every={p["eval_every"]}',
             f'eval_examples={p["eval_examples"]}',
             f'average_start={max(1, round(0.12 * p["steps"]))}']  # 600 of DomainBed's 5001.
   if p['image_size']:
     common.append(f'image_size={p["image_size"]}')
-  if dataset == 'pacs' and p.get('pacs'):
-    common.append(p['pacs'])
-  if variant_arg:
-    common.append(variant_arg)
-  if p['extra']:
-    common.append(p['extra'])
+  common += [x for x in (p['pacs'] if dataset == 'pacs' else '', v['arg'], p['extra']) if x]
   arg = lambda *items: ','.join([*common, *items])
-  line = lambda what: f'{SHORT[dataset]}/{fold}/{what}'
-  rows, init = [], []
-  if variant == 'ws':
-    rows.append(Row(name=f'{base}_probe', config=CONFIG, cost=0.3,
+  rows, start = [], []
+  if v.get('probe'):
+    rows.append(Row(name=f'{base}_probe', config=CONFIG, cost=0.3, group=line('ws/probe'),
                     arg=arg('stage=probe', f'linear_steps={p["linear_steps"]}', 'linear_lr=1e-3'),
-                    group=line('ws/probe'), labels=labels('probe')))
-    init = [f'init={{{base}_probe}}']
-  deps = [f'{base}_probe'] if init else []
+                    labels=labels('probe')))
+    start = [f'{base}_probe']
+  elif v.get('init'):
+    start = [v['init']]
+  init = [f'init={{{start[0]}}}'] if start else []
   pass1, pass2 = f'{base}_pass1', f'{base}_pass2'
-  method = {'': 'ERM++', 'bn': 'ERM++ (BN)', 'bn_frozen': 'ERM++ (BN) -UBN', 'ws': 'ERM++ +WS'}
-  select = 'jaxcv.domain_generalization.erm_pp:select'
   rows.append(Row(name=pass1, config=CONFIG, arg=arg('stage=train', f'steps={p["steps"]}', *init),
-                  depends_on=tuple(deps), cost=1.3, group=line(f'{variant or "main"}/pass1'),
+                  depends_on=tuple(start), cost=1.3, group=line(f'{variant or "main"}/pass1'),
                   labels=labels('pass 1 (last step)')))
-  if variant in ('', 'bn'):
-    erm = 'ERM (BN)' if variant else 'ERM'
-    rows.append(Row(name=f'{base}_erm', fn=select, kwargs={'run': f'{{{pass1}}}', 'weights': 'plain'},
-                    depends_on=(pass1,), cost=0.01, group=line(erm), labels=labels(erm)))
-  if not variant:
-    rows.append(Row(name=f'{base}_no_fd', fn=select, kwargs={'run': f'{{{pass1}}}', 'weights': 'ema'},
+  if v.get('erm'):
+    rows.append(Row(name=f'{base}_erm', fn=SELECT, kwargs={'run': f'{{{pass1}}}', 'weights': 'plain'},
+                    depends_on=(pass1,), cost=0.01, group=line(v['erm']), labels=labels(v['erm'])))
+  if v.get('ablate'):
+    rows.append(Row(name=f'{base}_no_fd', fn=SELECT, kwargs={'run': f'{{{pass1}}}', 'weights': 'ema'},
                     depends_on=(pass1,), cost=0.01, group=line('ERM++ -FD'),
                     labels=labels('ERM++ -FD')))
   rows.append(Row(name=pass2, config=CONFIG, arg=arg('stage=full', f'steps_from={{{pass1}}}', *init),
-                  depends_on=(pass1, *deps), cost=1.0, group=line(method[variant]),
-                  labels=labels(method[variant])))
-  if not variant:
+                  depends_on=(pass1, *start), cost=1.0, group=line(v['method']),
+                  labels=labels(v['method'])))
+  if v.get('ablate'):
     # Pass 2's trained weights beside its average: the same run, the same length, no MPA.
     rows.append(Row(name=f'{base}_no_mpa', fn='jaxcv.domain_generalization.erm_pp:renamed',
                     kwargs={'run': f'{{{pass2}}}', 'key': 'test_in_plain/acc/mean'},
@@ -122,16 +135,26 @@ def get_table(arg=None) -> Table:
   p = dict(PRESETS[a.preset])
   seeds = a.seeds or p['seeds']
   rows = []
-  for dataset, folds in p['folds'].items():
-    for fold in folds:
+  if p.get('pretrain'):  # PACS from a backbone pretrained on CIFAR-10 in jaxcv.
+    rows.append(Row(name='pretrain', config='configs/quickstart.py', arg=p['pretrain'], cost=1.0,
+                    labels={'dataset': 'CIFAR-10', 'method': 'pretraining'}))
+  # In the order of what matters most, every trial of a line before the next line, so that a
+  # sweep stopped by its deadline leaves whole lines: the first fold of each dataset, then the
+  # ablations, then the other folds.
+  for position in range(max(len(f) for f in p['folds'].values())):
+    for dataset, folds in p['folds'].items():
+      if position >= len(folds):
+        continue
       for seed in range(seeds):
-        rows += chain_rows(dataset, fold, seed, p)
-  for dataset, folds in p['ablate'].items():
-    for fold in folds:
-      for seed in range(seeds):
-        rows += chain_rows(dataset, fold, seed, p, 'ws')
-        rows += chain_rows(dataset, fold, seed, p, 'bn', 'model=mnist_cnn_bn')
-        rows += chain_rows(dataset, fold, seed, p, 'bn_frozen', 'model=mnist_cnn_bn,freeze_bn')
+        rows += chain_rows(dataset, folds[position], seed, p)
+        if dataset == 'pacs' and p.get('pretrain'):
+          rows += chain_rows(dataset, folds[position], seed, p, 'pre')
+    if position == 0:
+      for dataset, folds in p['ablate'].items():
+        for fold in folds:
+          for variant in p['variants']:
+            for seed in range(seeds):
+              rows += chain_rows(dataset, fold, seed, p, variant)
   return Table(
       name='erm_pp', rows=rows, labels=('dataset', 'test env', 'method'),
       columns=[Column('test-env acc (in split)', 'test_in/acc/mean', scale=100, digits=1),

@@ -6,6 +6,9 @@
 - mnist.py: RotatedMNIST and ColoredMNIST built from MNIST as DomainBed does (dataset names
   rotated_mnist / colored_mnist in the registry).
 - selection.py: training-domain validation and the test-domain oracle over finished runs.
+- erm_pp.py: ERM++ (task 'erm_pp': linear probing / attention-only parameter masks, frozen or
+  unfrozen BN, fresh head; pass-1 length and DomainBed selection as table rows). Its uniform
+  weight average with refreshed BN statistics is the loop's (jaxcv/averaging.py). docs/erm_pp.md.
 - Elsewhere: `config.data.balance_domains` (one minibatch per training domain, device loader)
   and the 'domains' evaluator (accuracy per domain, jaxcv/evaluators/domains.py).
 
