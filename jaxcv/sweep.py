@@ -205,21 +205,13 @@ def fingerprint(row: Row) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _read_json(path: str) -> Optional[Any]:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
 def row_summary(workdir: str, row: Row) -> Optional[dict]:
   """The finished row's metrics, or None when it has not finished (or was defined otherwise)."""
   row_dir = os.path.join(workdir, row.name)
-  summary = _read_json(os.path.join(row_dir, 'summary.json'))
+  summary = workdir_lib.read_json(os.path.join(row_dir, 'summary.json'))
   if summary is None:
     return None
-  marker = _read_json(os.path.join(row_dir, 'row.json')) or {}
+  marker = workdir_lib.read_json(os.path.join(row_dir, 'row.json')) or {}
   if marker.get('fingerprint', fingerprint(row)) != fingerprint(row):
     raise ConfigError(f'row {row.name} in {row_dir} finished with another definition; remove '
                       'that folder or give the changed row a new name')
@@ -269,7 +261,7 @@ def run_table(table_spec: str, workdir: str, rows: Optional[Sequence[str]] = Non
 def _run_rows(table: Table, order: list[Row], workdir: str, deadline: float,
               overrides: Sequence[str], start_time: float) -> list[dict]:
   rows_path = os.path.join(workdir, 'rows.json')
-  previous = {r['name']: r for r in (_read_json(rows_path) or []) if isinstance(r, dict)}
+  previous = {r['name']: r for r in (workdir_lib.read_json(rows_path) or []) if isinstance(r, dict)}
   records = [{'name': row.name, 'status': 'not run', 'reason': '',
               'seconds': previous.get(row.name, {}).get('seconds')} for row in order]
   by_name = {r['name']: r for r in records}
@@ -505,7 +497,7 @@ def main(argv=None) -> int:
                 f'{row.fn or row.config + ":" + row.arg}'
                 + (f'  after {",".join(row.depends_on)}' if row.depends_on else ''))
         return 0
-      records = _read_json(os.path.join(args.workdir, 'rows.json')) or []
+      records = workdir_lib.read_json(os.path.join(args.workdir, 'rows.json')) or []
       write_outputs(table, args.workdir, records)
       if args.export:
         export(args.workdir, args.export)

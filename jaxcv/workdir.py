@@ -59,6 +59,15 @@ def ensure_writable(directory: str, what: str) -> None:
                     f'{e.strerror or e}); choose another place') from None
 
 
+def read_json(path: str) -> Any:
+  """The JSON in `path`, or None when it is missing or unreadable (a run's optional records)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
 def write_json(path: str, value: Any) -> None:
   """Writes JSON to `path` atomically: readers see the old file or the complete new one."""
   write_text(path, json.dumps(value, indent=2))

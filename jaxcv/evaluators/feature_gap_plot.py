@@ -7,17 +7,11 @@ import json
 import os
 from typing import Optional, Sequence
 
+from jaxcv.workdir import read_json
+
 GAP_METRICS = ('relative_l2', 'l2', 'cosine_distance')
 TITLES = {'relative_l2': '||f(x) - f(x_adv)|| / ||f(x)||', 'l2': '||f(x) - f(x_adv)||',
           'cosine_distance': '1 - cos(f(x), f(x_adv))'}
-
-
-def _json(path: str) -> Optional[dict]:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
 
 
 def curves(run_dir: str) -> dict[str, list[tuple[float, float]]]:
@@ -31,8 +25,8 @@ def curves(run_dir: str) -> dict[str, list[tuple[float, float]]]:
   ratio = next((r['epoch'] / r['step'] for r in records if 'epoch' in r and r.get('step')), None)
   if ratio is None:
     return {}
-  start = (_json(os.path.join(run_dir, 'config.json')) or {}).get('init_checkpoint') or ''
-  start_summary = _json(os.path.join(start, 'summary.json')) or {} if start else {}
+  start = (read_json(os.path.join(run_dir, 'config.json')) or {}).get('init_checkpoint') or ''
+  start_summary = read_json(os.path.join(start, 'summary.json')) or {} if start else {}
   result = {}
   for metric in GAP_METRICS:
     key = f'feature_gap/{metric}'

@@ -7,10 +7,11 @@ rows) and the `theta` row (the Θ proxies, from `theta_row`).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
+
+from jaxcv.workdir import read_json
 
 
 THETA_ROW = 'theta'  # The table row holding the Θ proxies.
@@ -36,18 +37,10 @@ def theta_row(workdir: str, config: str, samples_per_class: int = 16, size: int 
   return result
 
 
-def _read(path: Path) -> Optional[dict]:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
 def collect(root: str | os.PathLike) -> list[dict]:
   """One dict per row: name, status, accuracy (%), setting details, epochs, seconds."""
   root = Path(root)
-  statuses = [r for r in _read(root / 'rows.json') or [] if r['name'] != THETA_ROW]
+  statuses = [r for r in read_json(root / 'rows.json') or [] if r['name'] != THETA_ROW]
   names = [r['name'] for r in statuses]
   names += sorted(p.name for p in root.iterdir()
                   if (p / 'summary.json').is_file() and p.name not in names + [THETA_ROW])
@@ -55,8 +48,8 @@ def collect(root: str | os.PathLike) -> list[dict]:
   rows = []
   for name in names:
     status = by_name.get(name, {'status': 'ok'})
-    summary = _read(root / name / 'summary.json') or {}
-    coin = (_read(root / name / 'config.json') or {}).get('coin', {})
+    summary = read_json(root / name / 'summary.json') or {}
+    coin = (read_json(root / name / 'config.json') or {}).get('coin', {})
     accuracy = summary.get('test/accuracy')
     rows.append({
         'name': name,
@@ -126,7 +119,7 @@ def write_table(root: str | os.PathLike, out: Optional[str | os.PathLike] = None
   out = Path(out or root)
   out.mkdir(parents=True, exist_ok=True)
   rows = collect(root)
-  text = markdown(rows, _read(Path(root) / THETA_ROW / 'summary.json'))
+  text = markdown(rows, read_json(Path(root) / THETA_ROW / 'summary.json'))
   (out / 'coin_table.md').write_text(text)
   bar_plot(rows, out / 'coin_table.png')
   return text
