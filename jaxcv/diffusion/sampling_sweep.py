@@ -208,7 +208,7 @@ def write_markdown(result: dict, path: str) -> None:
                    f'cost {p["sampling_cost"]:.2f})')
     lines.append(f'| {method} | {steps} | ' + ' | '.join(cells) + ' |')
   lines += ['', 'Cell: best FID (guidance scale, sampling cost = normalised cost x steps).']
-  winners = _winners_by_cost(result['best'])
+  winners = winners_by_cost(result['best'])
   if winners:
     lines += ['', '## Best model at a fixed sampling budget', '',
               '| sampler | budget (sampling cost <=) | best width | FID |', '|---|---|---|---|']
@@ -228,7 +228,7 @@ def _widths(result: dict) -> list[int]:
   return sorted({p['width'] for p in result['points']})
 
 
-def _winners_by_cost(best: list[dict]) -> list[tuple]:
+def winners_by_cost(best: list[dict]) -> list[tuple]:
   """For each sampler and budget (each sampling cost that occurs), the lowest FID reachable by
   any (model, steps) within the budget: the paper's "which size wins at a fixed cost"."""
   rows = []
