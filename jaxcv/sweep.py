@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import ml_collections
 
 from jaxcv import config as config_lib
+from jaxcv import specs
 from jaxcv import workdir as workdir_lib
 from jaxcv.errors import ConfigError, UserError
 
@@ -107,13 +108,13 @@ class Table:
 
 def parse_table_arg(arg: Optional[str], **defaults) -> ml_collections.ConfigDict:
   """'cpu,seeds=3' -> {preset: 'cpu', seeds: 3}; the preset (first item) defaults to 'cpu'."""
-  items = [item.strip() for item in (arg or '').split(',') if item.strip()]
+  items = specs.split(arg, ',', 'table argument')
   preset = 'cpu'
   if items and '=' not in items[0]:
     preset = items.pop(0)
   if preset not in PRESETS:
     raise ConfigError(f'unknown table preset {preset!r}; known: {", ".join(PRESETS)}')
-  parsed = config_lib.parse_arg(','.join(items), **defaults)
+  parsed = config_lib.parse_arg(','.join(items), **defaults)  # Its own grammar: key=value, flag.
   parsed.preset = preset
   return parsed
 
