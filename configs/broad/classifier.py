@@ -2,9 +2,9 @@
 trained model the transfer attacks are crafted on. configs/cifar10/resnet18.py per preset:
 
   runlocal  a small CNN, a few steps on the shipped CIFAR-10 sample (seconds; the tests)
-  cpu       a width-16 ResNet (resnet_tiny, 0.3M parameters), float32, `epochs` (3) on a seeded
-            20,000-image subset of CIFAR-10 train (`train_examples`; what a shared 2-core machine
-            trains three times in minutes)
+  cpu       a width-8 ResNet (resnet_tiny: 4 stages of one basic block, 0.08M parameters), float32,
+            `epochs` (3) on a seeded 20,000-image subset of CIFAR-10 train (`train_examples`:
+            what a shared 2-core machine trains three times in minutes)
   gpu       ResNet-18, bf16, `epochs` (30) on CIFAR-10
 
   python -m jaxcv.main --config configs/broad/classifier.py:preset=cpu,seed=1 --workdir runs/id1
@@ -24,7 +24,7 @@ PRESETS = {
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, preset='cpu', seed=0, epochs=0.0, width=16,
+  arg = config_lib.parse_arg(arg, preset='cpu', seed=0, epochs=0.0, width=8,
                              train_examples=-1)
   if arg.preset not in PRESETS:
     raise ConfigError(f'preset must be one of {", ".join(PRESETS)}, got {arg.preset!r}')
