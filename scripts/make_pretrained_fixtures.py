@@ -1,0 +1,70 @@
+"""Writes tests/fixtures/pretrained/: PyTorch networks' layouts, inputs and outputs.
+
+Needs PyTorch, torchvision and timm, which jaxcv itself never imports:
+
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch torchvision timm numpy
+    /tmp/torchenv/bin/python scripts/make_pretrained_fixtures.py tests/fixtures/pretrained
+
+For each case: the real architecture (torchvision's resnet18/resnet50 with 10 classes, timm's
+VisionTransformer: a tiny one, ViT-S/16 and a head-less one as DINO saves it), weights drawn from
+a seed by tests/pretrained_weights.py (numpy; the tests draw the same ones), a random input and
+PyTorch's float32 outputs in eval mode. `<case>.json` holds the state-dict layout and the
+converter kind; `<case>.npz` the input (NHWC, as jaxcv takes it) and the outputs.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
+from pretrained_weights import synthetic_state_dict  # pylint: disable=wrong-import-position
+
+
+def tiny_vit(num_classes):
+  return timm.models.vision_transformer.VisionTransformer(
+      img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, mlp_ratio=4.0,
+      num_classes=num_classes)
+
+
+# name -> (network, input NCHW shape, converter spec, seed)
+CASES = {
+    'torchvision_resnet18': (lambda: torchvision.models.resnet18(num_classes=10), (2, 3, 32, 32),
+                             'torchvision_resnet', 0),
+    'torchvision_resnet50': (lambda: torchvision.models.resnet50(num_classes=10), (1, 3, 32, 32),
+                             'torchvision_resnet', 1),
+    'timm_vit_tiny': (lambda: tiny_vit(10), (2, 3, 32, 32), 'timm_vit(num_heads=3)', 2),
+    'timm_vit_small_patch16_224': (
+        lambda: timm.create_model('vit_small_patch16_224', pretrained=False, num_classes=10),
+        (1, 3, 224, 224), 'timm_vit', 3),
+    'dino_vit_tiny': (lambda: tiny_vit(0), (2, 3, 32, 32), 'timm_vit(num_heads=3)', 4),
+}
+
+
+def main(out_dir: str) -> None:
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  torch.set_grad_enabled(False)
+  for name, (build, input_shape, kind, seed) in CASES.items():
+    net = build().eval()
+    layout = [{'key': k, 'shape': list(v.shape), 'dtype': str(v.dtype).replace('torch.', '')}
+              for k, v in net.state_dict().items()]
+    weights = synthetic_state_dict(layout, seed)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    image = np.random.default_rng(1000 + seed).standard_normal(input_shape).astype(np.float32)
+    outputs = net(torch.from_numpy(image)).numpy()
+    with open(out / f'{name}.json', 'w') as f:
+      json.dump({'kind': kind, 'seed': seed, 'torch': torch.__version__,
+                 'torchvision': torchvision.__version__, 'timm': timm.__version__,
+                 'outputs': 'logits' if outputs.shape[-1] == 10 else 'features',
+                 'layout': layout}, f, indent=0)
+    np.savez_compressed(out / f'{name}.npz', image=image.transpose(0, 2, 3, 1), outputs=outputs)
+    print(name, outputs.shape, float(np.abs(outputs).max()))
+
+
+if __name__ == '__main__':
+  main(sys.argv[1])
