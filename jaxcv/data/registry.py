@@ -132,6 +132,12 @@ def _mnist_envs(kind: str, folder: str) -> _Place:
                 what=lambda p, split: f'{_idx_files(p, "train")} and {_idx_files(p, "test")}')
 
 
+def _polymnist_files(p: Path, split: str, size: Size, modality: int,
+                     modalities: int) -> ArrayDataset:
+  from jaxcv.multimodal import polymnist  # pylint: disable=g-import-not-at-top
+  return sources.resize(polymnist.read_published(p, split, modality, modalities), size)
+
+
 def _domainbed(p: Path, split: str, size: Size) -> ArrayDataset:
   return sources.read_domainbed(p, None if split == 'all' else [split], size)
 
@@ -212,6 +218,11 @@ DATASETS: dict[str, _Spec] = {
         _mnist_envs('colored', 'mnist'), _mnist_envs('colored', ''),
     ), 'DomainBed\'s ColoredMNIST, built from MNIST train + test: the four idx files (see mnist)',
         options={'seed': 0}),
+    # The published PolyMNIST (MoPoE); built from MNIST instead: 'polymnist(...):mnist'.
+    'polymnist_files': _Spec(('train', 'test'), (
+        _Place('PolyMNIST', _polymnist_files), _Place('MMNIST', _polymnist_files),
+    ), 'the published PolyMNIST (https://github.com/thomassutter/MoPoE) arranged as '
+       'PolyMNIST/<split>/m<k>/<index>.<label>.png', options={'modality': -1, 'modalities': 5}),
     'camvid': _Spec(('train', 'val', 'test'), (
         _Place('camvid', _segmentation),
         _Place('camvid-180x240.tar.gz', _segmentation),
@@ -235,6 +246,7 @@ DERIVED = plugins.Registry('derived dataset', modules={
     **{kind: 'jaxcv.unlearnable.datasets'  # Registers its kinds.
        for kind in ('cuda', 'vuda', 'huda', 'unlearnable', 'jpeg', 'grayscale')},
     'domainbed': 'jaxcv.domain_generalization.splits:load_derived',
+    'polymnist': 'jaxcv.multimodal.polymnist:load_derived',  # SBM's PolyMNIST from MNIST.
     **{kind: 'jaxcv.ood.shifts:load_derived'
        for kind in ('corrupt', 'mosaic', 'adversarial')},  # BROAD's shifts.
 })

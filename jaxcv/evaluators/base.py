@@ -30,9 +30,10 @@ class Evaluator(Protocol):
 # Each evaluator module registers its class; it is imported only when a config names it
 # (jaxcv/plugins.py): by the index, else as jaxcv.evaluators.<type>.
 EVALUATORS = plugins.Registry('evaluator', package='jaxcv.evaluators', modules={
-    name: f'jaxcv.evaluators.{name}' for name in (
+    **{name: f'jaxcv.evaluators.{name}' for name in (
         'classification', 'domains', 'feature_gap', 'generative', 'ood', 'robustness',
-        'segmentation')})
+        'segmentation')},
+    'sbm': 'jaxcv.multimodal.evaluator', 'reconstruction': 'jaxcv.multimodal.evaluator'})
 register = EVALUATORS.register
 
 

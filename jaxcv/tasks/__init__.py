@@ -18,6 +18,8 @@ TASKS = plugins.Registry('task', package='jaxcv.tasks', modules={
     'autoencoder': 'jaxcv.tasks.autoencoder',
     'airbench': 'jaxcv.fast',
     'erm_pp': 'jaxcv.domain_generalization.erm_pp',
+    'unimodal_ae': 'jaxcv.multimodal.tasks',
+    'sbm_score': 'jaxcv.multimodal.tasks',
 })
 register = TASKS.register
 
