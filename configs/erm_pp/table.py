@@ -139,9 +139,10 @@ def get_table(arg=None) -> Table:
     rows.append(Row(name='pretrain', config='configs/quickstart.py', arg=p['pretrain'], cost=1.0,
                     labels={'dataset': 'CIFAR-10', 'method': 'pretraining'}))
   # In the order of what matters most, every trial of a line before the next line, so that a
-  # sweep stopped by its deadline leaves whole lines: the first fold of each dataset, then the
-  # ablations, then the other folds.
-  for position in range(max(len(f) for f in p['folds'].values())):
+  # sweep stopped by its deadline leaves whole lines: the first two folds of each dataset, then
+  # the ablations, then the other folds.
+  positions = max(len(f) for f in p['folds'].values())
+  for position in range(positions):
     for dataset, folds in p['folds'].items():
       if position >= len(folds):
         continue
@@ -149,7 +150,7 @@ def get_table(arg=None) -> Table:
         rows += chain_rows(dataset, folds[position], seed, p)
         if dataset == 'pacs' and p.get('pretrain'):
           rows += chain_rows(dataset, folds[position], seed, p, 'pre')
-    if position == 0:
+    if position == min(1, positions - 1):
       for dataset, folds in p['ablate'].items():
         for fold in folds:
           for variant in p['variants']:
@@ -197,7 +198,7 @@ def render(results: dict, workdir: str, rows: list[Row]) -> None:
   for dataset, methods in tables.items():
     envs = [e for e in ENVS[long_name[dataset]]
             if any(e in per_env for per_env in methods.values())]
-    lines += [f'## {dataset}', '', '| method | ' + ' | '.join(envs) + ' | Avg |',
+    lines += [f'## {dataset}', '', '| method | ' + ' | '.join(envs) + ' | Avg (these envs) |',
               '|---' * (len(envs) + 2) + '|']
     for method in METHODS:
       if method not in methods:
@@ -208,8 +209,11 @@ def render(results: dict, workdir: str, rows: list[Row]) -> None:
       avg = (f'{sum(c[0] for c in cells) / len(cells):.1f}' if all(cells) else '-')
       lines.append(f'| {method} | ' + ' | '.join(text) + f' | {avg} |')
     ref = REFERENCE.get(long_name[dataset], {})
+    shown = [ref[e] for e in envs if e in ref]
+    ref_avg = (f'{sum(shown) / len(shown):.1f}' if len(shown) == len(envs)
+               else f'{ref.get("Avg", "-")} (all envs)')
     lines.append('| DomainBed ERM (5001 steps) | ' + ' | '.join(
-        str(ref.get(e, '-')) for e in envs) + f' | {ref.get("Avg", "-")} |')
+        str(ref.get(e, '-')) for e in envs) + f' | {ref_avg} |')
     lines.append('')
   with open(os.path.join(workdir, 'domainbed.md'), 'w') as f:
     f.write('\n'.join(lines))
