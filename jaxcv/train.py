@@ -23,6 +23,7 @@ import optax
 
 from jaxcv import averaging
 from jaxcv import checkpoint as checkpoint_lib
+from jaxcv import compilation_cache
 from jaxcv import config as config_lib
 from jaxcv import inference
 from jaxcv import metrics as metrics_lib
@@ -189,6 +190,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   a second one ends with a WorkdirLockedError naming the first.
   """
   config_lib.validate(config)
+  compilation_cache.enable()  # Before anything compiles: a rerun loads its executables.
   if jax.process_index() != 0:  # Process 0 holds the lock for the whole job.
     return _run(config, workdir, devices)
   with workdir_lib.lock(workdir):
