@@ -222,7 +222,12 @@ def load_pretrained(path: str) -> tuple[dict, int]:
 
   `path` is a run's workdir, its checkpoints directory, or a single step directory. Used to
   start fine-tuning or evaluation from another run; the task decides which parts it takes.
+  `KIND:PATH` (e.g. 'torchvision_resnet:/ckpt/resnet50.pth') converts a PyTorch-ecosystem
+  checkpoint file in memory instead (jaxcv.pretrained; step 0).
   """
+  from jaxcv import pretrained  # pylint: disable=import-outside-toplevel  (light; rarely used)
+  if pretrained.parse_source(path) is not None:
+    return pretrained.raw_state(pretrained.convert_source(path)), 0
   path = os.path.abspath(path)
   candidates = [path, checkpoint_dir(path)]
   for directory in candidates:

@@ -111,7 +111,8 @@ def test_every_indexed_name_resolves():
   """The lazy indexes name modules that do register those names."""
   from jaxcv.data import augment, registry  # pylint: disable=import-outside-toplevel
   from jaxcv.evaluators import EVALUATORS  # pylint: disable=import-outside-toplevel
+  from jaxcv.pretrained import CONVERTERS  # pylint: disable=import-outside-toplevel
   from jaxcv.tasks import TASKS  # pylint: disable=import-outside-toplevel
-  for reg in (TASKS, EVALUATORS, augment._OPS, registry.DERIVED):  # pylint: disable=protected-access
+  for reg in (TASKS, EVALUATORS, augment._OPS, registry.DERIVED, CONVERTERS):  # pylint: disable=protected-access
     for name in reg.modules:
       assert reg[name] is not None, (reg.kind, name)

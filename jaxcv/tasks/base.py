@@ -8,6 +8,7 @@ instead of in a second trainer.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping, Optional
 
 import flax
@@ -20,6 +21,8 @@ from jaxcv import models
 from jaxcv.data import augment as augment_lib
 from jaxcv.data.dataset import DataInfo
 from jaxcv.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 Metrics = dict[str, jax.Array]
 PredictFn = Callable[[Any, jax.Array], Any]
@@ -62,6 +65,21 @@ def _merge(tree: dict, override: Mapping) -> dict:
 def _shapes_by_path(tree) -> dict[str, tuple]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(path): tuple(jnp.shape(leaf)) for path, leaf in leaves}
+
+
+def _fresh_head_if_classes_differ(params, pretrained_params):
+  """`pretrained_params` with this model's `head` when theirs is missing or of other shapes."""
+  if not (isinstance(params, Mapping) and 'head' in params
+          and isinstance(pretrained_params, Mapping)):
+    return pretrained_params
+  theirs = pretrained_params.get('head')
+  if theirs is not None and _shapes_by_path(theirs) == _shapes_by_path(params['head']):
+    return pretrained_params
+  log.warning('init_checkpoint has %s; this model\'s head %s is freshly initialised',
+              'no classifier head' if theirs is None else
+              f'a head of shapes {sorted(_shapes_by_path(theirs).values())}',
+              sorted(_shapes_by_path(params['head']).values()))
+  return {**pretrained_params, 'head': params['head']}
 
 
 class Task:
@@ -120,10 +138,13 @@ class Task:
   def from_pretrained(self, params, model_state, pretrained: Mapping[str, Any]):
     """(params, model_state) to start from, given another run's raw checkpointed state.
 
-    The default takes the whole model and insists the structures match; tasks that add or
-    drop parts (a new head, a disentangler) override this.
+    The default takes the whole model and insists the structures match, except the classifier
+    head: a checkpoint of another class count, or a backbone saved without a head (converted
+    self-supervised weights), leaves this model's fresh head in place. Tasks that add or drop
+    other parts (a disentangler) override this.
     """
-    new_params, new_model_state = pretrained['params'], pretrained.get('model_state') or {}
+    new_params = _fresh_head_if_classes_differ(params, pretrained['params'])
+    new_model_state = pretrained.get('model_state') or {}
     for what, old, new in (('params', params, new_params),
                            ('model_state', model_state, new_model_state)):
       expected, found = _shapes_by_path(old), _shapes_by_path(new)
