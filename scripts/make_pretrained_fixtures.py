@@ -1,12 +1,13 @@
 """Writes tests/fixtures/pretrained/: PyTorch networks' layouts, inputs and outputs.
 
-Needs PyTorch, torchvision and timm, which jaxcv itself never imports:
+Needs PyTorch, torchvision, timm and diffusers, which jaxcv itself never imports:
 
-    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch torchvision timm numpy
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch torchvision timm diffusers
     /tmp/torchenv/bin/python scripts/make_pretrained_fixtures.py tests/fixtures/pretrained
 
 For each case: the real architecture (torchvision's resnet18/resnet50 with 10 classes, timm's
-VisionTransformer: a tiny one, ViT-S/16 and a head-less one as DINO saves it), weights drawn from
+VisionTransformer: a tiny one, ViT-S/16 and a head-less one as DINO saves it; diffusers'
+AutoencoderKL with two narrow levels), weights drawn from
 a seed by tests/pretrained_weights.py (numpy; the tests draw the same ones), a random input and
 PyTorch's float32 outputs in eval mode. `<case>.json` holds the state-dict layout and the
 converter kind; `<case>.npz` the input (NHWC, as jaxcv takes it) and the outputs.
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import diffusers
 import timm
 import torch
 import torchvision
@@ -64,6 +66,32 @@ def main(out_dir: str) -> None:
                  'layout': layout}, f, indent=0)
     np.savez_compressed(out / f'{name}.npz', image=image.transpose(0, 2, 3, 1), outputs=outputs)
     print(name, outputs.shape, float(np.abs(outputs).max()))
+  write_autoencoder(out)
+
+
+def write_autoencoder(out: Path, name: str = 'diffusers_autoencoder_kl', seed: int = 5) -> None:
+  """SD's VAE design at two levels of width 32/64: latents' mean and log-variance of a [0, 1]
+  image, and the decoded mean back in [0, 1] (diffusers works in [-1, 1])."""
+  vae = diffusers.AutoencoderKL(
+      in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2,
+      up_block_types=('UpDecoderBlock2D',) * 2, block_out_channels=(32, 64), layers_per_block=1,
+      latent_channels=4, norm_num_groups=32, sample_size=16).eval()
+  layout = [{'key': k, 'shape': list(v.shape), 'dtype': str(v.dtype).replace('torch.', '')}
+            for k, v in vae.state_dict().items()]
+  weights = synthetic_state_dict(layout, seed)
+  vae.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+  image = np.random.default_rng(1000 + seed).uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)
+  posterior = vae.encode(torch.from_numpy(image) * 2 - 1).latent_dist
+  decoded = (vae.decode(posterior.mean).sample + 1) / 2
+  with open(out / f'{name}.json', 'w') as f:
+    json.dump({'kind': 'diffusers_autoencoder_kl', 'seed': seed, 'torch': torch.__version__,
+               'diffusers': diffusers.__version__, 'outputs': 'latent mean', 'layout': layout},
+              f, indent=0)
+  np.savez_compressed(out / f'{name}.npz', image=image.transpose(0, 2, 3, 1),
+                      outputs=posterior.mean.numpy().transpose(0, 2, 3, 1),
+                      logvar=posterior.logvar.numpy().transpose(0, 2, 3, 1),
+                      decoded=decoded.numpy().transpose(0, 2, 3, 1))
+  print(name, float(posterior.mean.abs().max()), float(decoded.abs().max()))
 
 
 if __name__ == '__main__':

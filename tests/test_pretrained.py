@@ -1,7 +1,8 @@
 """PyTorch-ecosystem checkpoints converted onto the zoo compute what PyTorch computes.
 
 The fixtures (scripts/make_pretrained_fixtures.py) hold real layouts (torchvision's resnet18 and
-resnet50 with 10 classes, timm's ViT-S/16 and a tiny timm ViT, a head-less DINO-style ViT), an
+resnet50 with 10 classes, timm's ViT-S/16 and a tiny timm ViT, a head-less DINO-style ViT,
+diffusers' AutoencoderKL), an
 input and PyTorch's float32 outputs; the weights are drawn from the fixture's seed
 (tests/pretrained_weights.py), written here as a checkpoint file and converted without PyTorch.
 """
@@ -76,6 +77,25 @@ def test_converted_network_computes_pytorch_outputs(tmp_path, name, suffix, mode
   assert outputs.shape == expected.shape
   np.testing.assert_allclose(outputs, expected, rtol=0,
                              atol=RELATIVE_TOLERANCE * np.abs(expected).max())
+
+
+def test_converted_autoencoder_computes_diffusers_latents_and_images(tmp_path):
+  """diffusers' AutoencoderKL (SD's VAE design, two narrow levels): same posterior, same decoded
+  image (diffusers' [-1, 1] mapped to jaxcv's [0, 1])."""
+  from jaxcv.models.autoencoder import KLAutoencoder  # pylint: disable=import-outside-toplevel
+  name = 'diffusers_autoencoder_kl'
+  meta, image, mean = fixture(name)
+  converted = pretrained.convert_file(meta['kind'], write_weights(tmp_path, name))
+  assert converted.model_kwargs == {'channels': 32, 'channel_mult': (1, 2), 'num_res_blocks': 1,
+                                    'latent_channels': 4, 'image_channels': 3, 'num_groups': 32}
+  model = KLAutoencoder(**converted.model_kwargs)
+  ours_mean, ours_logvar = model.apply({'params': converted.params}, image, method='encode')
+  decoded = model.apply({'params': converted.params}, ours_mean, method='decode')
+  with np.load(FIXTURES / f'{name}.npz') as arrays:
+    for ours, theirs in ((ours_mean, mean), (ours_logvar, arrays['logvar']),
+                         (decoded, arrays['decoded'])):
+      np.testing.assert_allclose(ours, theirs, rtol=0,
+                                 atol=RELATIVE_TOLERANCE * np.abs(theirs).max())
 
 
 def test_vit_small_is_timm_vit_small_patch16():

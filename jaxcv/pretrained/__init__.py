@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CONVERTERS = plugins.Registry('pretrained converter', modules={
     'torchvision_resnet': 'jaxcv.pretrained.resnet',
     'timm_vit': 'jaxcv.pretrained.vit',
+    'diffusers_autoencoder_kl': 'jaxcv.pretrained.diffusers',
 })
 
 
