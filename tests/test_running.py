@@ -22,17 +22,19 @@ TINY = str(REPO_ROOT / 'tests' / 'configs' / 'tiny.py')
 
 
 # ---------------------------------------------------------------------------- figures
+PYPLOT = r'matplotlib\.use\(|import matplotlib\.pyplot|from matplotlib import pyplot'
+
+
 def test_no_library_code_switches_the_matplotlib_backend():
   offenders = [str(p.relative_to(REPO_ROOT)) for folder in ('jaxcv', 'configs')
                for p in (REPO_ROOT / folder).rglob('*.py')
-               if re.search(r'matplotlib\.use\(|import matplotlib\.pyplot|from matplotlib import pyplot',
-                            p.read_text())]
+               if re.search(PYPLOT, p.read_text())]
   assert not offenders, f'draw on matplotlib.figure.Figure instead: {offenders}'
 
 
 def test_plotting_keeps_the_backend(tmp_path):
-  (tmp_path / 'm.jsonl').write_text(''.join(json.dumps({'step': i, 'train/loss': 1 / (i + 1)}) + '\n'
-                                            for i in range(4)))
+  rows = [json.dumps({'step': i, 'train/loss': 1 / (i + 1)}) for i in range(4)]
+  (tmp_path / 'm.jsonl').write_text('\n'.join(rows) + '\n')
   before = matplotlib.get_backend()
   matplotlib.use('svg')  # Any backend other than Agg stands in for a notebook's inline one.
   try:
