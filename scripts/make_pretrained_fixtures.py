@@ -7,7 +7,7 @@ Needs PyTorch, torchvision, timm and diffusers, which jaxcv itself never imports
 
 For each case: the real architecture (torchvision's resnet18/resnet50 with 10 classes, timm's
 VisionTransformer: a tiny one, ViT-S/16 and a head-less one as DINO saves it; diffusers'
-AutoencoderKL with two narrow levels), weights drawn from
+AutoencoderKL and UNet2DConditionModel in SD's design with two narrow levels), weights drawn from
 a seed by tests/pretrained_weights.py (numpy; the tests draw the same ones), a random input and
 PyTorch's float32 outputs in eval mode. `<case>.json` holds the state-dict layout and the
 converter kind; `<case>.npz` the input (NHWC, as jaxcv takes it) and the outputs.
@@ -67,6 +67,7 @@ def main(out_dir: str) -> None:
     np.savez_compressed(out / f'{name}.npz', image=image.transpose(0, 2, 3, 1), outputs=outputs)
     print(name, outputs.shape, float(np.abs(outputs).max()))
   write_autoencoder(out)
+  write_unet(out)
 
 
 def write_autoencoder(out: Path, name: str = 'diffusers_autoencoder_kl', seed: int = 5) -> None:
@@ -92,6 +93,35 @@ def write_autoencoder(out: Path, name: str = 'diffusers_autoencoder_kl', seed: i
                       logvar=posterior.logvar.numpy().transpose(0, 2, 3, 1),
                       decoded=decoded.numpy().transpose(0, 2, 3, 1))
   print(name, float(posterior.mean.abs().max()), float(decoded.abs().max()))
+
+
+def write_unet(out: Path, name: str = 'diffusers_unet', seed: int = 6) -> None:
+  """SD-1.5's UNet design (cross-attention down block, plain down block, mid block with
+  cross-attention, mirrored up blocks) at widths 32/64, 4 heads, a 16-dim context: its noise
+  prediction for 8x8x4 latents at two timesteps."""
+  unet = diffusers.UNet2DConditionModel(
+      sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+      block_out_channels=(32, 64), down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
+      up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'), cross_attention_dim=16,
+      attention_head_dim=4, norm_num_groups=32).eval()
+  layout = [{'key': k, 'shape': list(v.shape), 'dtype': str(v.dtype).replace('torch.', '')}
+            for k, v in unet.state_dict().items()]
+  weights = synthetic_state_dict(layout, seed)
+  unet.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+  rng = np.random.default_rng(1000 + seed)
+  latents = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+  context = rng.standard_normal((2, 5, 16)).astype(np.float32)
+  timesteps = np.array([10, 500], np.int64)
+  outputs = unet(torch.from_numpy(latents), torch.from_numpy(timesteps),
+                 encoder_hidden_states=torch.from_numpy(context)).sample.numpy()
+  with open(out / f'{name}.json', 'w') as f:
+    json.dump({'kind': 'diffusers_unet(num_heads=4)', 'seed': seed, 'torch': torch.__version__,
+               'diffusers': diffusers.__version__, 'outputs': 'noise prediction',
+               'layout': layout}, f, indent=0)
+  np.savez_compressed(out / f'{name}.npz', image=latents.transpose(0, 2, 3, 1),
+                      timesteps=timesteps, context=context,
+                      outputs=outputs.transpose(0, 2, 3, 1))
+  print(name, float(np.abs(outputs).max()))
 
 
 if __name__ == '__main__':

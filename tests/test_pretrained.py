@@ -2,9 +2,9 @@
 
 The fixtures (scripts/make_pretrained_fixtures.py) hold real layouts (torchvision's resnet18 and
 resnet50 with 10 classes, timm's ViT-S/16 and a tiny timm ViT, a head-less DINO-style ViT,
-diffusers' AutoencoderKL), an
-input and PyTorch's float32 outputs; the weights are drawn from the fixture's seed
-(tests/pretrained_weights.py), written here as a checkpoint file and converted without PyTorch.
+diffusers' AutoencoderKL and UNet2DConditionModel), an input and PyTorch's float32 outputs; the
+weights are drawn from the fixture's seed (tests/pretrained_weights.py), written here as a
+checkpoint file and converted without PyTorch.
 """
 
 import json
@@ -96,6 +96,23 @@ def test_converted_autoencoder_computes_diffusers_latents_and_images(tmp_path):
                          (decoded, arrays['decoded'])):
       np.testing.assert_allclose(ours, theirs, rtol=0,
                                  atol=RELATIVE_TOLERANCE * np.abs(theirs).max())
+
+
+def test_converted_unet_computes_diffusers_noise_prediction(tmp_path):
+  """diffusers' UNet2DConditionModel in SD-1.5's design (cross-attention and plain levels, mid
+  block, GEGLU transformer blocks, 1x1-conv projections) at widths 32/64."""
+  from jaxcv.models.unet import UNet  # pylint: disable=import-outside-toplevel
+  name = 'diffusers_unet'
+  meta, latents, expected = fixture(name)
+  converted = pretrained.convert_file(meta['kind'], write_weights(tmp_path, name))
+  assert converted.model_kwargs == {
+      'base_width': 32, 'channel_mult': (1, 2), 'num_res_blocks': 1, 'attention_levels': (0,),
+      'num_heads': 4, 'context_dim': 16, 'in_channels': 4, 'out_channels': 4, 'num_groups': 32}
+  with np.load(FIXTURES / f'{name}.npz') as arrays:
+    outputs = UNet(**converted.model_kwargs).apply(
+        {'params': converted.params}, latents, arrays['timesteps'], arrays['context'])
+  np.testing.assert_allclose(outputs, expected, rtol=0,
+                             atol=RELATIVE_TOLERANCE * np.abs(expected).max())
 
 
 def test_vit_small_is_timm_vit_small_patch16():

@@ -30,6 +30,7 @@ CONVERTERS = plugins.Registry('pretrained converter', modules={
     'torchvision_resnet': 'jaxcv.pretrained.resnet',
     'timm_vit': 'jaxcv.pretrained.vit',
     'diffusers_autoencoder_kl': 'jaxcv.pretrained.diffusers',
+    'diffusers_unet': 'jaxcv.pretrained.diffusers',
 })
 
 
