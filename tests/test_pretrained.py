@@ -7,18 +7,24 @@ weights are drawn from the fixture's seed (tests/pretrained_weights.py), written
 checkpoint file and converted without PyTorch.
 """
 
+import functools
 import json
 
 import chex
+import jax
 import numpy as np
 import pytest
 
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import config as config_lib
 from jaxcv import models, pretrained, train
+from jaxcv.diffusion import conditioning
 from jaxcv.errors import ConfigError, UserError
+from jaxcv.models.autoencoder import KLAutoencoder
+from jaxcv.models.unet import UNet
 from jaxcv.pretrained import convert as convert_cli
 from jaxcv.pretrained.files import PretrainedFileError
+from jaxcv.tasks.diffusion import DiffusionTask
 
 from conftest import REPO_ROOT
 from pretrained_weights import synthetic_state_dict
@@ -56,8 +62,9 @@ def network_outputs(converted, image):
   if converted.num_classes is None:
     params['head'] = {'kernel': np.zeros((model.feature_dim, 1), np.float32),
                       'bias': np.zeros((1,), np.float32)}
-  logits, features = model.apply({'params': params, **converted.model_state}, image,
-                                 return_features=True)
+  # Jitted: one compilation is cheaper than dispatching the network op by op.
+  logits, features = jax.jit(functools.partial(model.apply, return_features=True))(
+      {'params': params, **converted.model_state}, image)
   return np.asarray(logits if converted.num_classes else features)
 
 
@@ -82,15 +89,19 @@ def test_converted_network_computes_pytorch_outputs(tmp_path, name, suffix, mode
 def test_converted_autoencoder_computes_diffusers_latents_and_images(tmp_path):
   """diffusers' AutoencoderKL (SD's VAE design, two narrow levels): same posterior, same decoded
   image (diffusers' [-1, 1] mapped to jaxcv's [0, 1])."""
-  from jaxcv.models.autoencoder import KLAutoencoder  # pylint: disable=import-outside-toplevel
   name = 'diffusers_autoencoder_kl'
   meta, image, mean = fixture(name)
   converted = pretrained.convert_file(meta['kind'], write_weights(tmp_path, name))
   assert converted.model_kwargs == {'channels': 32, 'channel_mult': (1, 2), 'num_res_blocks': 1,
                                     'latent_channels': 4, 'image_channels': 3, 'num_groups': 32}
   model = KLAutoencoder(**converted.model_kwargs)
-  ours_mean, ours_logvar = model.apply({'params': converted.params}, image, method='encode')
-  decoded = model.apply({'params': converted.params}, ours_mean, method='decode')
+
+  @jax.jit
+  def encode_decode(variables, image):
+    mean, logvar = model.apply(variables, image, method='encode')
+    return mean, logvar, model.apply(variables, mean, method='decode')
+
+  ours_mean, ours_logvar, decoded = encode_decode({'params': converted.params}, image)
   with np.load(FIXTURES / f'{name}.npz') as arrays:
     for ours, theirs in ((ours_mean, mean), (ours_logvar, arrays['logvar']),
                          (decoded, arrays['decoded'])):
@@ -101,7 +112,6 @@ def test_converted_autoencoder_computes_diffusers_latents_and_images(tmp_path):
 def test_converted_unet_computes_diffusers_noise_prediction(tmp_path):
   """diffusers' UNet2DConditionModel in SD-1.5's design (cross-attention and plain levels, mid
   block, GEGLU transformer blocks, 1x1-conv projections) at widths 32/64."""
-  from jaxcv.models.unet import UNet  # pylint: disable=import-outside-toplevel
   name = 'diffusers_unet'
   meta, latents, expected = fixture(name)
   converted = pretrained.convert_file(meta['kind'], write_weights(tmp_path, name))
@@ -109,10 +119,26 @@ def test_converted_unet_computes_diffusers_noise_prediction(tmp_path):
       'base_width': 32, 'channel_mult': (1, 2), 'num_res_blocks': 1, 'attention_levels': (0,),
       'num_heads': 4, 'context_dim': 16, 'in_channels': 4, 'out_channels': 4, 'num_groups': 32}
   with np.load(FIXTURES / f'{name}.npz') as arrays:
-    outputs = UNet(**converted.model_kwargs).apply(
+    outputs = jax.jit(UNet(**converted.model_kwargs).apply)(
         {'params': converted.params}, latents, arrays['timesteps'], arrays['context'])
   np.testing.assert_allclose(outputs, expected, rtol=0,
                              atol=RELATIVE_TOLERANCE * np.abs(expected).max())
+
+
+def test_a_converted_unet_is_the_class_conditional_denoisers_unet(tmp_path):
+  """The diffusion task puts bare UNet weights under its denoiser's `unet`; the class embedding
+  keeps its initialisation."""
+  converted = pretrained.convert_source(
+      f'diffusers_unet(num_heads=4):{write_weights(tmp_path, "diffusers_unet")}')
+  denoiser = conditioning.ConditionalDenoiser(UNet(**converted.model_kwargs), num_classes=3,
+                                              context_dim=16, context_len=2)
+  params = jax.eval_shape(denoiser.init, jax.random.key(0), np.zeros((1, 8, 8, 4)),
+                          np.zeros((1,)), np.zeros((1,), np.int32))['params']
+  params = jax.tree.map(lambda x: np.full(x.shape, 7.0, x.dtype), params)
+  task = DiffusionTask.__new__(DiffusionTask)  # from_pretrained reads no settings.
+  started, _ = task.from_pretrained(params, {}, pretrained.raw_state(converted))
+  chex.assert_trees_all_close(started['unet'], converted.params)
+  chex.assert_trees_all_close(started['class_embedding'], params['class_embedding'])
 
 
 def test_vit_small_is_timm_vit_small_patch16():

@@ -174,6 +174,14 @@ class DiffusionTask(Task):
       return None
     return {'autoencoder': jax.tree.map(jnp.asarray, self.autoencoder_params)}
 
+  def from_pretrained(self, params, model_state, pretrained):
+    # A bare UNet's weights (a converted diffusers UNet: jaxcv.pretrained) are the denoiser's
+    # `unet`; its conditioning (a class embedding) keeps its initialisation.
+    theirs = pretrained['params']
+    if 'unet' in params and 'unet' not in theirs and 'conv_in' in theirs:
+      pretrained = {**pretrained, 'params': {**params, 'unet': theirs}}
+    return super().from_pretrained(params, model_state, pretrained)
+
   def trainable_labels(self, params):
     return None  # The autoencoder lives in `extra`, outside the optimizer.
 
