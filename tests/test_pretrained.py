@@ -24,7 +24,7 @@ from jaxcv.models.autoencoder import KLAutoencoder
 from jaxcv.models.unet import UNet
 from jaxcv.pretrained import convert as convert_cli
 from jaxcv.pretrained.files import PretrainedFileError
-from jaxcv.tasks.diffusion import DiffusionTask
+from jaxcv.tasks import diffusion as diffusion_task
 
 from conftest import REPO_ROOT
 from pretrained_weights import synthetic_state_dict
@@ -109,6 +109,20 @@ def test_converted_autoencoder_computes_diffusers_latents_and_images(tmp_path):
                                  atol=RELATIVE_TOLERANCE * np.abs(theirs).max())
 
 
+def test_diffusion_autoencoder_from_a_vae_file_or_its_converted_folder(tmp_path):
+  """diffusion.autoencoder_checkpoint takes KIND:PATH or a converted folder, attributes included
+  (not only SD's, which are KLAutoencoder's defaults)."""
+  source = f'diffusers_autoencoder_kl:{write_weights(tmp_path, "diffusers_autoencoder_kl")}'
+  kind, path = source.split(':', 1)
+  assert convert_cli.main(['--kind', kind, '--input', path, '--output', str(tmp_path / 'vae')]) == 0
+  converted = pretrained.convert_source(source)
+  for checkpoint in (source, str(tmp_path / 'vae')):
+    load = diffusion_task._load_autoencoder  # pylint: disable=protected-access
+    module, params = load(checkpoint)
+    assert (module.channels, module.channel_mult, module.num_res_blocks) == (32, (1, 2), 1)
+    chex.assert_trees_all_close(params, converted.params)
+
+
 def test_converted_unet_computes_diffusers_noise_prediction(tmp_path):
   """diffusers' UNet2DConditionModel in SD-1.5's design (cross-attention and plain levels, mid
   block, GEGLU transformer blocks, 1x1-conv projections) at widths 32/64."""
@@ -135,7 +149,8 @@ def test_a_converted_unet_is_the_class_conditional_denoisers_unet(tmp_path):
   params = jax.eval_shape(denoiser.init, jax.random.key(0), np.zeros((1, 8, 8, 4)),
                           np.zeros((1,)), np.zeros((1,), np.int32))['params']
   params = jax.tree.map(lambda x: np.full(x.shape, 7.0, x.dtype), params)
-  task = DiffusionTask.__new__(DiffusionTask)  # from_pretrained reads no settings.
+  # from_pretrained reads no settings: a bare instance suffices.
+  task = diffusion_task.DiffusionTask.__new__(diffusion_task.DiffusionTask)
   started, _ = task.from_pretrained(params, {}, pretrained.raw_state(converted))
   chex.assert_trees_all_close(started['unet'], converted.params)
   chex.assert_trees_all_close(started['class_embedding'], params['class_embedding'])

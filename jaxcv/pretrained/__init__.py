@@ -16,7 +16,9 @@ once. See docs/pretrained.md for where each checkpoint comes from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 from typing import Any, Callable, Optional
 
 from jaxcv import plugins, specs
@@ -24,6 +26,8 @@ from jaxcv.errors import ConfigError
 from jaxcv.pretrained import files
 
 log = logging.getLogger(__name__)
+
+RECORD_FILE = 'pretrained.json'  # Written beside a converted checkpoint (jaxcv.pretrained.convert).
 
 # KIND -> converter `fn(state_dict: {key: np.ndarray}, **options) -> Converted`.
 CONVERTERS = plugins.Registry('pretrained converter', modules={
@@ -91,6 +95,18 @@ def convert_source(source: str) -> Converted:
                       f'{", ".join(CONVERTERS.names())}')
   spec, path = parsed
   return convert_file(spec.text, path)
+
+
+def converted_record(path: str) -> Optional[dict]:
+  """What `python -m jaxcv.pretrained.convert` recorded in the folder `path` (pretrained.json),
+  shaped like a run config's model section: {'model': {'name', 'kwargs'}, 'num_classes', ...};
+  None when `path` is not such a folder."""
+  record = os.path.join(os.path.expanduser(str(path)), RECORD_FILE)
+  if not os.path.isfile(record):
+    return None
+  with open(record) as f:
+    fields = json.load(f)
+  return {**fields, 'model': {'name': fields['model'], 'kwargs': fields['model_kwargs']}}
 
 
 def raw_state(converted: Converted) -> dict:

@@ -38,7 +38,7 @@ def write_checkpoint(converted, output: str, source: dict) -> str:
     checkpointer.save(0, state, {'pretrained': source})
   finally:
     checkpointer.close()
-  workdir.write_json(os.path.join(output, 'pretrained.json'), {
+  workdir.write_json(os.path.join(output, pretrained.RECORD_FILE), {
       **source, 'model': converted.model, 'model_kwargs': converted.model_kwargs,
       'num_classes': converted.num_classes, 'image_size': converted.image_size})
   return os.path.join(directory, '0')

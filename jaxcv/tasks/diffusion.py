@@ -83,11 +83,18 @@ def add_diffusion_config(config: ml_collections.ConfigDict, *, schedule: str = '
 
 def _load_autoencoder(checkpoint: str):
   """(KLAutoencoder module, its params as host arrays) from a jaxcv autoencoder run: its EMA
-  params when it kept any (whatever its eval_with_ema), the model kwargs from its config.json."""
+  params when it kept any (whatever its eval_with_ema), the model kwargs from its config.json;
+  or from a converted checkpoint (jaxcv.pretrained: KIND:PATH or a converted folder)."""
   from jaxcv import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
+  from jaxcv import pretrained  # pylint: disable=import-outside-toplevel
   from jaxcv.models import autoencoder  # pylint: disable=import-outside-toplevel
+  if pretrained.parse_source(checkpoint) is not None:  # KIND:PATH, e.g. SD's VAE file.
+    converted = pretrained.convert_source(checkpoint)
+    return autoencoder.KLAutoencoder(**converted.model_kwargs), converted.params
   weights = checkpoint_lib.load_run_weights(checkpoint, default_use_ema=True)
-  kwargs = ((weights.config or {}).get('model') or {}).get('kwargs') or {}
+  # A run's model kwargs, or those a converted checkpoint folder records (pretrained.json).
+  kwargs = ((weights.config or pretrained.converted_record(checkpoint) or {}).get('model') or {}
+            ).get('kwargs') or {}
   kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
   kwargs.pop('dtype', None)  # The frozen encoder runs in float32.
   return autoencoder.KLAutoencoder(**kwargs), weights.params
