@@ -1,9 +1,9 @@
 """The CIFAR-10 classifiers MACO's table visualises (docs/maco.md), one config per architecture:
 
   arch=resnet  configs/cifar10/resnet18.py's recipe: runlocal a small CNN on the shipped sample;
-               cpu resnet_tiny (width 16), `epochs` (2); gpu ResNet-18, 30 epochs
+               cpu resnet_tiny of width 8, `epochs` (0.6); gpu ResNet-18, 30 epochs
   arch=vit     a ViT with patch 4 (AdamW, cosine with warm-up): runlocal dim 16 / depth 1;
-               cpu dim 96, depth 4; gpu dim 192, depth 8 (timm's vit_tiny width)
+               cpu dim 48, depth 3, 1 epoch; gpu dim 192, depth 8 (timm's vit_tiny width)
   arch=judge   the independent network whose features give the FID/KID proxy: small_cnn
 
   python -m jaxcv.main --config configs/maco/classifier.py:preset=cpu,arch=vit --workdir runs/vit
@@ -16,7 +16,7 @@ from ..cifar10 import resnet18
 
 RESNET = {
     'runlocal': 'runlocal,model=small_cnn,dtype=float32,dataset=cifar10_sample',
-    'cpu': 'model=resnet_tiny,dtype=float32,epochs=2,batch=256,lr=0.2',
+    'cpu': 'model=resnet_tiny,dtype=float32,epochs=0.6,batch=256,lr=0.2',
     'gpu': 'epochs=30',
 }
 JUDGE = {
@@ -27,8 +27,8 @@ JUDGE = {
 VIT = {  # (recipe arguments, ViT size)
     'runlocal': ('runlocal,model=vit,dtype=float32,dataset=cifar10_sample',
                  dict(dim=16, depth=1, num_heads=2, mlp_dim=32)),
-    'cpu': ('model=vit,dtype=float32,epochs=3,batch=256',
-            dict(dim=96, depth=4, num_heads=4, mlp_dim=192)),
+    'cpu': ('model=vit,dtype=float32,epochs=1,batch=256',
+            dict(dim=48, depth=3, num_heads=3, mlp_dim=96)),
     'gpu': ('model=vit,epochs=30,batch=256', dict(dim=192, depth=8, num_heads=3, mlp_dim=768)),
 }
 
@@ -53,8 +53,12 @@ def get_config(arg=None):
     config.optimizer.decay_norm_and_bias = False
     config.schedule.name = 'cosine'
     config.schedule.lr = 1e-3
-    config.schedule.warmup_steps = min(200, config.total_steps or 200)
+    config.schedule.warmup_steps = min(100, config.total_steps or 100)
   else:
     raise ConfigError(f"arch must be 'resnet', 'vit' or 'judge', got {arg.arch!r}")
+  if arg.preset == 'cpu':
+    if config.model.name == 'resnet_tiny':
+      config.model.kwargs.width = 8
+    config.evals.test.max_examples = 2000  # Evenly spaced test images: accuracy for the record.
   config.seed = arg.seed
   return config

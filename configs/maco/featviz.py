@@ -22,7 +22,7 @@ CIFAR = dict(canvas=0, crop_scale_start=0.9, crop_scale_end=0.6, scale_std=0.1, 
 PRESETS = {
     'runlocal': dict(CIFAR, steps=4, num_crops=2, targets='0,1,2', reference_examples=60,
                      magnitude_examples=200),
-    'cpu': dict(CIFAR, steps=200, num_crops=4, reference_examples=2000,
+    'cpu': dict(CIFAR, steps=64, num_crops=4, reference_examples=1000,
                 magnitude_examples=10000),
     'gpu': dict(CIFAR, steps=256, num_crops=16, reference_examples=10000,
                 magnitude_examples=50000),

@@ -103,13 +103,13 @@ def get_table(arg=None):
               cost=1.0, show=False)]
   for name, (arch, seed) in MODELS.items():
     rows.append(Row(name, config='configs/maco/classifier.py',
-                    arg=f'{preset},arch={arch},seed={seed}', cost=4.0, show=False))
+                    arg=f'{preset},arch={arch},seed={seed}', cost=1.5, show=False))
   for name, (arch, _) in MODELS.items():
     others = [m for m in MODELS if m != name]
     rows.append(Row(f'fv_{name}', config='configs/maco/featviz.py',
                     arg=(f'{preset},run={{{name}}},transfer=' + '+'.join(f'{{{m}}}' for m in others)
                          + ',judge={judge}'),
-                    depends_on=(name, *others, 'judge'), group=f'fv_{arch}', cost=4.0))
+                    depends_on=(name, *others, 'judge'), group=f'fv_{arch}', cost=1.0))
   columns = []
   for param, label in PARAMS:
     columns += [Column(f'{label} transfer %', f'featviz/{param}/transfer', scale=100, digits=1),
