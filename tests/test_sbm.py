@@ -158,7 +158,7 @@ def test_coherence_metrics():
 
 def test_runlocal_table_through_the_sweep(data_dir, tmp_path, monkeypatch):
   monkeypatch.setenv('JAXCV_DATA_DIR', str(data_dir))
-  spec = f'{TABLE}:runlocal,ten=false,rae=false,modalities=2'
+  spec = f'{TABLE}:runlocal,modalities=2'
   workdir = tmp_path / 'sbm'
   records = sweep.run_table(spec, str(workdir), overrides=[
       'progress_bar=false', 'plot=false', 'async_checkpointing=false'])

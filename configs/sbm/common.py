@@ -1,7 +1,7 @@
 """Sizes shared by SBM's configs, per preset (docs/sbm.md):
 
   runlocal  a few steps of tiny nets on a few hundred tuples (seconds; the tests)
-  cpu       10,000 train tuples, d=16 latents, a 2-core machine in about 20 minutes
+  cpu       8,000 train tuples, d=16 latents, small nets: a 2-core machine in about 20 minutes
   gpu       all 60,000 tuples, d=64 latents, longer training (one H100/H200 lease)
 """
 
@@ -12,9 +12,9 @@ PRESETS = {
     'runlocal': dict(n=256, latent=4, width=8, ae_steps=6, clf_steps=6, clf_width=4,
                      score_steps=6, hidden=32, depth=1, batch=32, eval_examples=24,
                      uncond=24, sample_steps=4),
-    'cpu': dict(n=10000, latent=16, width=32, ae_steps=400, clf_steps=200, clf_width=32,
-                score_steps=3000, hidden=256, depth=3, batch=128, eval_examples=500,
-                uncond=500, sample_steps=100),
+    'cpu': dict(n=8000, latent=16, width=16, ae_steps=300, clf_steps=1500, clf_width=16,
+                score_steps=1500, hidden=128, depth=2, batch=64, eval_examples=300,
+                uncond=300, sample_steps=50),
     'gpu': dict(n=0, latent=64, width=64, ae_steps=5000, clf_steps=2000, clf_width=32,
                 score_steps=30000, hidden=512, depth=4, batch=256, eval_examples=10000,
                 uncond=10000, sample_steps=100),
@@ -27,9 +27,12 @@ def preset(name: str) -> dict:
   return PRESETS[name]
 
 
-def dataset(p: dict, modalities: int, modality: int = -1, seed: int = 0) -> str:
-  """The PolyMNIST name: one modality (stage 1) or the stacked tuple (stage 2)."""
-  return f'polymnist(modality={modality},modalities={modalities},seed={seed},n={p["n"]}):mnist'
+def dataset(p: dict, modalities: int, modality: int = -1, seed: int = 0,
+            stack: str = 'channels') -> str:
+  """The PolyMNIST name: one modality (stage 1), the tuple stacked on the channel axis
+  (stage 2) or on the example axis (the shared classifier)."""
+  return (f'polymnist(modality={modality},modalities={modalities},seed={seed},n={p["n"]},'
+          f'stack={stack}):mnist')
 
 
 def base(p: dict, steps: int, seed: int, lr: float):

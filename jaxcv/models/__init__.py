@@ -49,7 +49,7 @@ MODELS = plugins.Registry('model', entries={
     'mnist_cnn': (MnistCNN, {'norm': 'group'}, {}),
     'mnist_cnn_bn': (MnistCNN, {'norm': 'batch'}, {}),
     'airbench94': (AirbenchNet, {}, {}),
-})
+}, modules={'polymnist_cnn': 'jaxcv.multimodal.models'})
 
 MODEL_NAMES: list[str] = MODELS.names()
 

@@ -17,6 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcv.models import register_model
+from jaxcv.models.layers import Classifier
+
 
 class UnimodalAutoencoder(nn.Module):
   """Encoder x [B, 28, 28, C] -> (mu, logvar) [B, d]; decoder z -> raw x_hat (no sigmoid)."""
@@ -92,3 +95,26 @@ class ScoreMLP(nn.Module):
       h = h + nn.Dense(self.hidden, name=f'fc{i}b')(r)
     return nn.Dense(self.dim, name='out', kernel_init=nn.initializers.zeros)(
         nn.silu(nn.LayerNorm(name='norm_out')(h)))
+
+
+@register_model('polymnist_cnn')
+class PolyMNISTClassifier(Classifier):
+  """The digit classifier of SBM's metrics: three stride-2 3x3 convs (width, 2 width, 4 width)
+  with ReLU and a hidden Dense layer (the features), as the official shared classifier (3
+  strided convs 32/64/128 + MLP); no BatchNorm."""
+  width: int = 32
+  hidden: int = 128
+
+  @property
+  def feature_dim(self) -> int:
+    return self.hidden
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, return_features: bool = False):
+    del train
+    h = self.normalize(x)
+    for i, mult in enumerate((1, 2, 4)):
+      h = nn.relu(nn.Conv(self.width * mult, (3, 3), (2, 2), padding=1, dtype=self.dtype,
+                          name=f'conv{i + 1}')(h))
+    h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='fc')(h.reshape(h.shape[0], -1)))
+    return self.finish(h, return_features)

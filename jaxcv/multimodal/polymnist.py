@@ -17,7 +17,9 @@ Datasets by name (jaxcv/data/registry.py: derived kind 'polymnist' over 'mnist')
   polymnist(modality=k,modalities=5,seed=0):mnist   one modality, uint8 [N, 28, 28, 3] (stage 1)
   polymnist(modalities=5,seed=0):mnist              the whole tuple, modalities stacked on the
                                                     channel axis: [N, 28, 28, 3 * M] (stage 2)
-  option n=N keeps the first N tuples (0: all 60,000 train / 10,000 test).
+  option n=N keeps the first N tuples (0: all 60,000 train / 10,000 test);
+  option stack=examples puts the modalities one after the other on the example axis instead
+  ([M * N, 28, 28, 3], labels repeated): the training set of one classifier shared by all.
 `polymnist_files` reads the published files (PolyMNIST/<split>/m<k>/<index>.<label>.png).
 """
 
@@ -37,7 +39,8 @@ CHANNELS = 3  # RGB per modality.
 BACKGROUND_SIZE = 128
 DIGIT_THRESHOLD = 128
 _SPLIT_IDS = {'train': 0, 'test': 1}
-OPTIONS = {'modality': -1, 'modalities': 5, 'seed': 0, 'n': 0}
+OPTIONS = {'modality': -1, 'modalities': 5, 'seed': 0, 'n': 0, 'stack': 'channels'}
+STACKS = ('channels', 'examples')
 
 
 def background(modality: int, size: int = BACKGROUND_SIZE) -> np.ndarray:
@@ -89,7 +92,7 @@ def modality_images(mnist_images: np.ndarray, labels: np.ndarray, modality: int,
 
 
 def build(base: ArrayDataset, split: str, modality: int = -1, modalities: int = 5, seed: int = 0,
-          n: int = 0) -> ArrayDataset:
+          n: int = 0, stack: str = 'channels') -> ArrayDataset:
   """PolyMNIST from an MNIST split (uint8 [N, 28, 28, 1]): one modality or the stacked tuple."""
   if modalities < 1:
     raise ConfigError(f'polymnist needs modalities >= 1, got {modalities}')
@@ -99,11 +102,17 @@ def build(base: ArrayDataset, split: str, modality: int = -1, modalities: int = 
   if base.images.shape[1:] != (28, 28, 1):
     raise ConfigError(f'polymnist is built from MNIST-like [N, 28, 28, 1] images, got '
                       f'{base.images.shape} from {base.source}')
+  if stack not in STACKS:
+    raise ConfigError(f'polymnist stack={stack!r}: expected one of {STACKS}')
   images, labels = base.images[..., 0], np.asarray(base.labels)
   if n:
     images, labels = images[:n], labels[:n]
   which = range(modalities) if modality < 0 else [modality]
-  stacked = np.concatenate([modality_images(images, labels, k, seed, split) for k in which], -1)
+  parts = [modality_images(images, labels, k, seed, split) for k in which]
+  if stack == 'examples':
+    stacked, labels = np.concatenate(parts, 0), np.tile(labels, len(parts))
+  else:
+    stacked = np.concatenate(parts, -1)
   what = 'all' if modality < 0 else f'modality {modality}'
   return ArrayDataset(stacked, labels.astype(np.int32), base.class_names,
                       source=f'PolyMNIST-{modalities} ({what}, seed {seed}, procedural '
