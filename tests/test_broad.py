@@ -145,7 +145,7 @@ def test_table_runlocal_writes_the_broad_tables(table_dir):
   assert summary['broad/auroc/gmm/overall'] == pytest.approx(results['auroc']['gmm']['overall'])
   assert 'broad/pgd_white_uint8/auroc/msp' in summary
   text = (table_dir / 'broad_table.md').read_text()
-  assert '| gmm |' in text and 'mosaic_mono' in text and 'seeds [0]' in text
+  assert '| gmm |' in text and 'mosaic_mono' in text and '1 ID model (id_s0)' in text
   assert (table_dir / 'broad_auroc.png').stat().st_size > 1000
   assert '| broad |' in (table_dir / 'table.md').read_text()
 

@@ -410,7 +410,9 @@ def render_seeds(row_dirs: Sequence[str], out_dir: str, title: str = 'BROAD-mini
       for column, value in flatten_method(entry).items():
         values.setdefault(method, {}).setdefault(column, []).append(value)
   seeds = [r['seed'] for r in runs]
-  full_title = f'{title}: {len(runs)} ID model(s), seeds {seeds}'
+  models = [r['classifier'] for r in runs]
+  full_title = (f'{title}: {len(runs)} ID model{"s" * (len(runs) > 1)} ({", ".join(models)}), '
+                f'data seed{"s" * (len(set(seeds)) > 1)} {", ".join(map(str, sorted(set(seeds))))}')
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   accuracy = [r['id_accuracy'] for r in runs]
@@ -420,7 +422,7 @@ def render_seeds(row_dirs: Sequence[str], out_dir: str, title: str = 'BROAD-mini
            'splits: ' + ', '.join(f'{k} {_cell(v)} %' for k, v in attack.items()) + '.\n')
   (out / 'broad_table.md').write_text(text)
   (out / 'broad_table.json').write_text(json.dumps(
-      {'title': full_title, 'seeds': seeds, 'shifts': shifts, 'auroc': values,
+      {'title': full_title, 'models': models, 'seeds': seeds, 'shifts': shifts, 'auroc': values,
        'id_accuracy': accuracy, 'attack_accuracy': attack,
        'gmm_components': [r['gmm_components'] for r in runs]}, indent=2))
   types = [f'type/{t}' for t in SHIFT_TYPES if any(v == t for v in shifts.values())]
