@@ -7,8 +7,8 @@
 
 Separators (',', '|', ':') count only at the top level: outside brackets and quotes, so values
 may be tuples, lists, quoted strings with commas, or whole nested specs
-('corrupt(kind=noise,severity=5):cifar10,mnist' is two datasets). A value is the Python literal
-it spells (ints, floats, bools, None, strings, tuples, lists, dicts; `ast.literal_eval`), else
+('corrupt(kind=gaussian_noise,severity=5):cifar10,mnist' is two datasets). A value is the Python
+literal it spells (ints, floats, bools, None, strings, tuples, lists, dicts; `ast.literal_eval`), else
 the text as written ('kind=noise' is the string 'noise'). Arguments are named; a mistake raises
 ConfigError naming the text, the character position and what was expected there.
 
@@ -101,7 +101,8 @@ def _split(text: str, sep: str, what: str) -> list[tuple[int, str]]:
 
 def split(text: Optional[str], sep: str = ',', what: str = 'spec') -> list[str]:
   """The parts of `text` between top-level `sep`s, stripped, empty ones dropped:
-  split('corrupt(kind=noise,severity=5):cifar10, mnist') -> ['corrupt(...):cifar10', 'mnist']."""
+  split('corrupt(kind=gaussian_noise,severity=5):cifar10, mnist')
+  -> ['corrupt(...):cifar10', 'mnist']."""
   return [p.strip() for _, p in _split(text or '', sep, what) if p.strip()]
 
 

@@ -1,7 +1,7 @@
 """OOD evaluation of a trained run through the single loop (the `ood` evaluator, evaluation only).
 
   python -m jaxcv.main --config configs/ood/evaluate.py:run=runs/resnet18 --workdir runs/r18_ood \
-      --config.evals.ood.datasets='tiny_imagenet_val,dtd10,corrupt(kind=noise,severity=5):cifar10' \
+      --config.evals.ood.datasets='tiny_imagenet_val,dtd10,corrupt(kind=contrast):cifar10' \
       --config.evals.ood.detectors='msp,energy,mds,vim,knn(k=50)'
 
 Arguments: run (the run's workdir), weights ('plain' or 'ema'). Every key of the evaluator

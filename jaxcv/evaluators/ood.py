@@ -3,7 +3,7 @@ training split, scored on ID-test against each OOD set, for the weights the loop
 
 Config keys (`config.evals.<name>`, type 'ood'):
   datasets         the OOD sets: comma-separated NAME or NAME@SPLIT, nested specs allowed
-                   ('mnist,corrupt(kind=noise,severity=5):cifar10,synthetic:n=64,size=16')
+                   ('mnist,corrupt(kind=gaussian_noise,severity=5):cifar10,synthetic:n=64,size=16')
   detectors        detector specs (default 'msp,maxlogit,energy,mds,vim,knn')
   id_dataset       default config.data.name (read at config.data.image_size)
   train_split      the ID split detectors are fitted on (default config.data.train_split)

@@ -71,8 +71,8 @@ def parse_dataset(spec: str) -> tuple[str, str]:
 
 
 def split_datasets(text: str) -> list[str]:
-  """'mnist,corrupt(kind=noise,severity=5):cifar10' -> ['mnist', 'corrupt(...):cifar10']: split
-  at top-level commas only (jaxcv/specs.py); a part of the form key=value continues the previous
+  """'mnist,corrupt(kind=gaussian_noise,severity=5):cifar10' -> ['mnist', 'corrupt(...):cifar10']:
+  split at top-level commas only (jaxcv/specs.py); a part of the form key=value continues the previous
   dataset's options ('synthetic:n=64,size=16' stays one dataset)."""
   out = []
   for part in specs.split(text, ',', 'dataset list'):
