@@ -21,7 +21,7 @@ def get_config(arg=None):
   p = common.preset(arg.preset)
   if arg.variant not in VARIANTS:
     raise ConfigError(f'variant must be one of {", ".join(VARIANTS)}, got {arg.variant!r}')
-  config = common.base(p, p['ae_steps'], arg.seed, lr=1e-3)
+  config = common.base(p, p['ae_steps'], arg.seed, lr=2e-3)
   config.task = 'unimodal_ae'
   config.data.name = common.dataset(p, arg.modalities, arg.modality, arg.data_seed)
   config.model.name = 'unimodal_autoencoder'

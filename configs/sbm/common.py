@@ -12,7 +12,7 @@ PRESETS = {
     'runlocal': dict(n=256, latent=4, width=8, ae_steps=6, clf_steps=6, clf_width=4,
                      score_steps=6, hidden=32, depth=1, batch=32, eval_examples=24,
                      uncond=24, sample_steps=4),
-    'cpu': dict(n=8000, latent=16, width=16, ae_steps=300, clf_steps=1500, clf_width=16,
+    'cpu': dict(n=8000, latent=16, width=16, ae_steps=700, clf_steps=1500, clf_width=16,
                 score_steps=1500, hidden=128, depth=2, batch=64, eval_examples=300,
                 uncond=300, sample_steps=50),
     'gpu': dict(n=0, latent=64, width=64, ae_steps=5000, clf_steps=2000, clf_width=32,

@@ -23,7 +23,8 @@ Metrics, per variant V:
   V/fid_proxy_m{j}, V/fid_proxy  Frechet distance between unconditional samples and real test
                           images of modality j in its classifier's penultimate features (not
                           Inception: 'FID-proxy', not comparable to paper FIDs), and the mean
-plus recon/fid_proxy (reconstructions: the autoencoders' ceiling) and real/accuracy_m{j}
+plus recon/accuracy and recon/fid_proxy (the classifier on the autoencoders' reconstructions:
+the ceiling of coherence and quality) and real/accuracy_m{j}
 (each classifier on real test images: coherence of the ground truth).
 Artefacts: coherence.json, coherence.png (coherence against k) and samples_<variant>.png.
 
@@ -170,8 +171,10 @@ class SBMEvaluator:
     results = {f'real/accuracy_m{j}': coherence(p, self.labels) for j, (p, _) in enumerate(real)}
     recon = self.generate(variables, 'indep', z, np.ones(z.shape[-1], bool),
                           jax.random.key(self.seed))
-    results['recon/fid_proxy'] = float(np.mean([fid_proxy(self.classify(j, x)[1], real[j][1])
-                                                for j, x in enumerate(recon)]))
+    classified = [self.classify(j, x) for j, x in enumerate(recon)]
+    results['recon/accuracy'] = coherence(np.stack([p for p, _ in classified], 1), self.labels)
+    results['recon/fid_proxy'] = float(np.mean([fid_proxy(f, real[j][1])
+                                                for j, (_, f) in enumerate(classified)]))
     curves, grids = {}, {}
     for variant in self.variants:
       rng = jax.random.fold_in(jax.random.key(self.seed), VARIANTS.index(variant))
