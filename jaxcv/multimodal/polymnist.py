@@ -8,8 +8,8 @@ same with 10 backgrounds):
   background, with the crop's colours inverted (255 - v) at the digit's pixels.
 
 Departure: the original background photos are not at hand, so each modality's background is a
-procedural 128x128 RGB texture (a few random coloured sinusoidal gratings and blobs, seeded by
-the modality index alone), distinct per modality. Modality k depends only on (seed, k, split):
+procedural 128x128 RGB texture (a colour with channels near 0 or 1, plus faint random
+sinusoidal gratings and blobs, seeded by the modality index alone), distinct per modality. Modality k depends only on (seed, k, split):
 the 5-modality set is exactly the first five modalities of the 10-modality one, so the
 unimodal stage-1 runs serve both.
 
@@ -48,15 +48,18 @@ def background(modality: int, size: int = BACKGROUND_SIZE) -> np.ndarray:
   rng = np.random.default_rng([7919, modality])
   yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing='ij')
   image = np.zeros((size, size, 3))
-  base = rng.uniform(0.15, 0.85, 3)
+  # Channels near 0 or 1 (never mid-grey), so that the inverted digit contrasts with the crop:
+  # 255 - v is close to v where v is near 128, and such a digit is nearly invisible to the
+  # autoencoders' squared error.
+  base = np.where(rng.random(3) < 0.5, rng.uniform(0.05, 0.2, 3), rng.uniform(0.8, 0.95, 3))
   for _ in range(4):  # Coloured gratings of random frequency and orientation.
     angle, freq, phase = rng.uniform(0, np.pi), rng.uniform(2, 12), rng.uniform(0, 2 * np.pi)
     wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-    image += wave[..., None] * rng.uniform(-0.25, 0.25, 3)
+    image += wave[..., None] * rng.uniform(-0.06, 0.06, 3)
   for _ in range(6):  # Soft blobs.
     cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
     blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-    image += blob[..., None] * rng.uniform(-0.4, 0.4, 3)
+    image += blob[..., None] * rng.uniform(-0.1, 0.1, 3)
   image = base + image + 0.05 * rng.standard_normal((size, size, 3))
   return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
