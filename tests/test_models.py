@@ -23,7 +23,7 @@ FEATURE_DIMS = {
     'resnet18_imagenet': 512, 'resnet34_imagenet': 512, 'resnet50_imagenet': 2048,
     'resnet_tiny': 128, 'wrn34_10': 640, 'wrn28_10': 640, 'wrn16_4': 256,
     'vit_tiny': 192, 'vit_small': 384, 'small_cnn': 64, 'mlp': 256, 'airbench94': 256,
-    'mnist_cnn': 128,
+    'mnist_cnn': 128, 'mnist_cnn_bn': 128, 'polymnist_cnn': 128, 'vit': 192,
 }
 
 # Reference counts: kuangliu/pytorch-cifar (CIFAR stem), torchvision (ImageNet stem),

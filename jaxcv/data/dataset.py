@@ -10,6 +10,11 @@ import numpy as np
 from jaxcv.errors import DatasetFormatError
 
 
+# The value segmentation label maps use for unlabelled pixels when a dataset declares no
+# ignore_index (COCO-Stuff, Cityscapes, Potsdam); evaluators choose what to do with it.
+VOID_LABEL = 255
+
+
 @dataclasses.dataclass
 class ArrayDataset:
   """A whole split held in host memory as uint8 images.
@@ -52,6 +57,8 @@ class ArrayDataset:
       bad = (labels < 0) | (labels >= n)
       if self.ignore_index is not None:
         bad &= labels != self.ignore_index
+      elif labels.ndim > 1:  # Label maps: 255 is the field's unlabelled ('void') value.
+        bad &= labels != VOID_LABEL
       if bad.any():
         raise DatasetFormatError(
             f'labels outside 0..{n - 1} (the {n} classes): {int(np.count_nonzero(bad))} of them, '
