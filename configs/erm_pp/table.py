@@ -204,8 +204,7 @@ def render(results: dict, workdir: str, rows: list[Row]) -> None:
       if method not in methods:
         continue
       cells = [methods[method].get(e) for e in envs]
-      text = [f'{m:.1f} ± {se:.1f} (n={n})' if (m, se, n) else '-'
-              for m, se, n in [c or (None, None, None) for c in cells]]
+      text = [f'{c[0]:.1f} ± {c[1]:.1f} (n={c[2]})' if c else '-' for c in cells]
       avg = (f'{sum(c[0] for c in cells) / len(cells):.1f}' if all(cells) else '-')
       lines.append(f'| {method} | ' + ' | '.join(text) + f' | {avg} |')
     ref = REFERENCE.get(long_name[dataset], {})
