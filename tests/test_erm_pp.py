@@ -17,15 +17,10 @@ from jaxcv.errors import ConfigError
 from jaxcv.tasks import TrainState, build_task
 
 from conftest import REPO_ROOT
-from test_domain_generalization import fake_mnist
+from test_domain_generalization import _private_cache, fake_mnist  # noqa: F401  (autouse)
 
 CONFIG = str(REPO_ROOT / 'configs' / 'erm_pp' / 'erm_pp.py')
 TABLE = str(REPO_ROOT / 'configs' / 'erm_pp' / 'table.py')
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-  monkeypatch.setenv('JAXCV_CACHE_DIR', str(tmp_path / 'cache'))
 
 
 @pytest.fixture(scope='module')
