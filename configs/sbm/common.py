@@ -13,7 +13,7 @@ PRESETS = {
                      score_steps=6, hidden=32, depth=1, batch=32, eval_examples=24,
                      uncond=24, sample_steps=4),
     'cpu': dict(n=8000, latent=16, width=16, ae_steps=700, clf_steps=1500, clf_width=16,
-                score_steps=1500, hidden=128, depth=2, batch=64, eval_examples=300,
+                score_steps=5000, hidden=256, depth=2, batch=64, eval_examples=300,
                 uncond=300, sample_steps=50),
     'gpu': dict(n=0, latent=64, width=64, ae_steps=5000, clf_steps=2000, clf_width=32,
                 score_steps=30000, hidden=512, depth=4, batch=256, eval_examples=10000,

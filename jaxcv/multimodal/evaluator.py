@@ -76,8 +76,11 @@ def all_agree(predictions: np.ndarray) -> float:
 
 def fid_proxy(features_a: np.ndarray, features_b: np.ndarray) -> float:
   """Frechet distance of Gaussians fitted to two feature sets (jaxcv.diffusion.fid)."""
-  stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in (np.asarray(features_a, np.float64),
-                                                           np.asarray(features_b, np.float64))]
+  features = [np.asarray(f, np.float64) for f in (features_a, features_b)]
+  if not all(np.isfinite(f).all() for f in features):
+    log.warning('FID proxy: non-finite features (diverged samples); reporting nan')
+    return float('nan')
+  stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in features]
   return frechet_distance(*stats[0], *stats[1])
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
+MAX_LANGEVIN_STEP = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +97,13 @@ def pc_sample(score_fn: ScoreFn, sde: VPSDE, rng, shape, *, num_steps: int = 100
       noise = jax.random.normal(corr_key, shape)
       grad_norm = jnp.linalg.norm(score.reshape(shape[0], -1), axis=-1).mean()
       noise_norm = jnp.linalg.norm(noise.reshape(shape[0], -1), axis=-1).mean()
-      alpha = 1.0 - sde.beta(t_scalar) / num_steps
-      step_size = 2.0 * alpha * (snr * noise_norm / grad_norm) ** 2
+      # score-sde's alpha of the discretised chain; kept positive for very few steps (a coarse
+      # grid, beta(t)/N > 1, would make it negative and the noise scale NaN).
+      alpha = jnp.clip(1.0 - sde.beta(t_scalar) / num_steps, 1e-3, 1.0)
+      # Capped at MAX_LANGEVIN_STEP: a near-zero score (an untrained network) would otherwise
+      # make the step, and the sample, blow up. Trained models stay far below it (~ snr^2).
+      step_size = jnp.minimum(2.0 * alpha * (snr * noise_norm / grad_norm) ** 2,
+                              MAX_LANGEVIN_STEP)
       x = x + step_size * score + jnp.sqrt(2.0 * step_size) * noise
       x = replace(x, t, obs_key)
     f, g = sde.drift_diffusion(x, t)
