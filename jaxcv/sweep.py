@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -153,7 +154,8 @@ def check_table(table: Table) -> None:
 
 
 def _texts(row: Row) -> list[str]:
-  return [row.arg, *(str(v) for v in row.overrides.values()), *(str(v) for v in row.kwargs.values())]
+  return [row.arg, *(str(v) for v in row.overrides.values()),
+          *(str(v) for v in row.kwargs.values())]
 
 
 def run_order(rows: Sequence[Row], selected: Sequence[str]) -> list[Row]:
@@ -219,20 +221,24 @@ def row_summary(workdir: str, row: Row) -> Optional[dict]:
   return summary
 
 
+def _plain(value: Any) -> Any:
+  """JSON for numpy scalars and arrays (`tolist`), text for anything else."""
+  return value.tolist() if hasattr(value, 'tolist') else str(value)
+
+
 def _run_row(row: Row, row_dir: str, workdirs: Mapping[str, str],
              overrides: Sequence[str]) -> dict:
   """Runs one row to completion and returns its summary."""
   os.makedirs(row_dir, exist_ok=True)
   workdir_lib.write_json(os.path.join(row_dir, 'row.json'),
-              {'fingerprint': fingerprint(row), **dataclasses.asdict(row)})
+                         {'fingerprint': fingerprint(row), **dataclasses.asdict(row)})
   if row.fn:
     module_name, _, function_name = row.fn.partition(':')
-    import importlib  # pylint: disable=import-outside-toplevel
     function = getattr(importlib.import_module(module_name), function_name)
     kwargs = {k: _substitute(v, workdirs) for k, v in row.kwargs.items()}
     # Plain JSON: numpy scalars and arrays in a function's metrics become numbers and lists.
-    summary = json.loads(json.dumps(function(workdir=row_dir, **kwargs),
-                                    default=lambda x: x.tolist() if hasattr(x, 'tolist') else str(x)))
+    metrics = function(workdir=row_dir, **kwargs)
+    summary = json.loads(json.dumps(metrics, default=_plain))
     workdir_lib.write_json(os.path.join(row_dir, 'summary.json'), summary)
     return summary
   from jaxcv import train  # pylint: disable=import-outside-toplevel  (keeps --help fast)

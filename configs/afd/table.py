@@ -12,8 +12,9 @@ Presets:
   cpu       width-16 ResNet, float32: natural 15 epochs, fine-tuning 2 epochs; attacks on
             `examples` test images (default 2,000) with a short APGD (a 2-core machine)
   gpu       ResNet-18, bf16: natural 10 epochs, fine-tuning 2 epochs, every test image
-Options: dataset (';' for a comma inside it), seeds, examples (0: all 10,000), natural_epochs, finetune_epochs, apgd_steps, targets,
-methods (';'-separated subset of vaft;afd;afd_code_faithful;afd_gamma0;afd_ab0).
+Options: dataset (';' for a comma inside it), seeds, examples (0: all 10,000), natural_epochs,
+finetune_epochs, apgd_steps, targets, methods (';'-separated subset of
+vaft;afd;afd_code_faithful;afd_gamma0;afd_ab0).
 """
 
 from jaxcv.sweep import Column, Row, Table, parse_table_arg
@@ -45,8 +46,8 @@ REFERENCE = {  # The paper's CIFAR-10 ResNet-18 numbers (Clean / PGD-20 / AutoAt
 
 
 def get_table(arg=None):
-  a = parse_table_arg(arg, dataset='', seeds=0, examples=-1, natural_epochs=0.0, finetune_epochs=0.0,
-                      apgd_steps=0, targets=0, methods='')
+  a = parse_table_arg(arg, dataset='', seeds=0, examples=-1, natural_epochs=0.0,
+                      finetune_epochs=0.0, apgd_steps=0, targets=0, methods='')
   p = dict(PRESETS[a.preset])
   p['common'] += ',dataset=' + (a.dataset or ('cifar10_sample' if a.preset == 'runlocal'
                                               else 'cifar10'))

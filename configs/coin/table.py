@@ -54,7 +54,8 @@ def get_table(arg=None):
                       arg=f'setting=cuda_coin,alpha={alpha},{common}',
                       labels={'training data': 'cuda', 'defense': f'coin (alpha {alpha})'}))
   rows.append(Row('theta', fn='jaxcv.unlearnable.report:theta_row', cost=0.1, show=False, kwargs={
-      'config': f'{CONFIG}:setting=cuda_coin,{common}', 'size': a.theta_size or (8 if a.preset == 'runlocal' else 0),
+      'config': f'{CONFIG}:setting=cuda_coin,{common}',
+      'size': a.theta_size or (8 if a.preset == 'runlocal' else 0),
       'samples_per_class': 4 if a.preset == 'runlocal' else a.theta_samples}))
   reference = {name: {'Test accuracy (%)': value} for name, value in resnet18.REFERENCE.items()}
   return Table(

@@ -24,7 +24,8 @@ _STATISTICS = {
 _ALIASES = {'cifar10_sample': 'cifar10', 'tiny_imagenet_val': 'imagenet', 'pacs': 'imagenet'}
 
 
-def input_normalization(name: str, default: str = '') -> tuple[tuple[float, ...], tuple[float, ...]]:
+def input_normalization(name: str,
+                        default: str = '') -> tuple[tuple[float, ...], tuple[float, ...]]:
   """(mean, std) per channel of dataset `name` or of the base of a derived name; for a dataset
   without statistics (synthetic data, a folder), those of the dataset `default` if given."""
   for part in [*reversed(name.split(':')), *([default] if default else [])]:
