@@ -276,9 +276,10 @@ def _run_rows(table: Table, order: list[Row], workdir: str, deadline: float,
   common_overrides = ['progress_bar=false', *overrides]  # One log line per interval, no bars.
   per_cost: list[float] = []
 
-  def save():
+  def save(render: bool = True):
     workdir_lib.write_json(rows_path, records)
-    write_outputs(table, workdir, records)
+    if render:  # After a row ran: its result belongs in the table now.
+      write_outputs(table, workdir, records)
 
   save()
   for row in order:
@@ -289,7 +290,7 @@ def _run_rows(table: Table, order: list[Row], workdir: str, deadline: float,
     failed_deps = [d for d in row.depends_on if by_name[d]['status'] != 'ok']
     if failed_deps:
       record.update(status='blocked', reason=f'needs {", ".join(failed_deps)}')
-      save()
+      save(render=False)
       continue
     elapsed = time.perf_counter() - start_time
     # Optimistic: the fastest row so far per unit cost (rows that reuse compiled programs are
@@ -300,11 +301,11 @@ def _run_rows(table: Table, order: list[Row], workdir: str, deadline: float,
                     reason=f'deadline: {elapsed:.0f} s spent, row needs ~{estimate:.0f} s of '
                            f'{deadline:.0f} s')
       log.warning('skipping %s (%s)', row.name, record['reason'])
-      save()
+      save(render=False)
       continue
     log.info('row %s: %s', row.name, row.fn or f'{row.config}:{row.arg}')
     record.update(status='running', reason='started; a rerun resumes it')
-    save()
+    save(render=False)
     row_start = time.perf_counter()
     try:
       _run_row(row, workdirs[row.name], workdirs, common_overrides)
@@ -320,6 +321,7 @@ def _run_rows(table: Table, order: list[Row], workdir: str, deadline: float,
       per_cost.append(record['seconds'] / max(row.cost, 1e-9))
     log.info('row %s: %s in %.1f s', row.name, record['status'], record['seconds'])
     save()
+  save()  # The final statuses of skipped, blocked and earlier-finished rows.
   return records
 
 
