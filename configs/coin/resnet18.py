@@ -11,7 +11,8 @@ Protocols (applied to every row alike):
          lr, batch 128, float32, no input normalisation.
   short: a budget schedule: 8 epochs, batch 512, SGD-Nesterov with a one-cycle lr (peak 0.4),
          weight decay 5e-4, bf16 compute. Compare rows with each other, not with the paper.
-`epochs` / `batch` override the protocol's when > 0. The poisoned data is generated on first use
+`epochs` / `batch` override the protocol's when > 0, `dtype` when set (float32 on a CPU, where
+bf16 is emulated and slow). The poisoned data is generated on first use
 and cached (data.name 'cuda:cifar10' etc., jaxcv/unlearnable/datasets.py); the test split is clean.
 `dataset` is the base dataset; parse_arg splits on ',', so write ';' for a comma inside it
 (e.g. dataset=synthetic:n=512;size=8;classes=4).
@@ -76,7 +77,7 @@ def get_config(arg=None):
       arg, setting='cuda_coin', protocol='paper', epochs=0.0, batch=0, alpha=2.0,
       wrap='legacy', pb=0.3, poison_seed=0, jpeg_quality=10, cutout_size=16, mix_alpha=1.0,
       pgd_steps=10, pgd_step_size=2 / 255, pgd_eps=8 / 255, dataset='cifar10',
-      model='resnet18', runlocal=False)
+      model='resnet18', dtype='', runlocal=False)
   if arg.setting not in SETTINGS:
     raise ConfigError(f'unknown setting {arg.setting!r}; known: {", ".join(SETTINGS)}')
   if arg.protocol not in PROTOCOLS:
@@ -107,7 +108,7 @@ def get_config(arg=None):
 
   # ---- model and optimisation: the protocol, identical for every row.
   config.model.name = arg.model
-  config.dtype = protocol['dtype']
+  config.dtype = arg.dtype or protocol['dtype']
   config.batch_size = arg.batch or protocol['batch']
   config.num_epochs = arg.epochs or protocol['epochs']
   config.optimizer.name = protocol['optimizer']
