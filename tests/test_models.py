@@ -24,11 +24,14 @@ FEATURE_DIMS = {
     'resnet_tiny': 128, 'wrn34_10': 640, 'wrn28_10': 640, 'wrn16_4': 256,
     'vit_tiny': 192, 'vit_small': 384, 'small_cnn': 64, 'mlp': 256, 'airbench94': 256,
     'mnist_cnn': 128, 'mnist_cnn_bn': 128, 'polymnist_cnn': 128, 'vit': 192,
+    'vgg16': 512, 'densenet121': 1024, 'mobilenetv2': 1280,
 }
 
 # Reference counts: kuangliu/pytorch-cifar (CIFAR stem), torchvision (ImageNet stem),
 # TRADES/AutoAttack wrn.py, timm vit_tiny_patch16_224, DomainBed networks.MNIST_CNN (with 3 input
 # channels here; 371,850 with RotatedMNIST's 1, checked in test_domain_generalization.py).
+# VGG16 / DenseNet121 / MobileNetV2: kuangliu/pytorch-cifar's models/vgg.py, densenet.py and
+# mobilenetv2.py (the CIFAR variants COIN trains), counted layer by layer from those modules.
 PARAM_COUNTS = [
     ('resnet18', 10, {}, 32, 11_173_962),
     ('resnet34', 10, {}, 32, 21_282_122),
@@ -40,6 +43,9 @@ PARAM_COUNTS = [
     ('wrn16_4', 10, {}, 32, 2_748_890),
     ('vit_tiny', 1000, {'patch_size': 16}, 224, 5_717_416),
     ('mnist_cnn', 10, {}, 32, 373_002),
+    ('vgg16', 10, {}, 32, 14_728_266),
+    ('densenet121', 10, {}, 32, 6_956_298),
+    ('mobilenetv2', 10, {}, 32, 2_296_922),
 ]
 
 
@@ -92,6 +98,11 @@ TINY = {
                             mlp_dim=64, **kw),
     'small_cnn': lambda **kw: build_model('small_cnn', 10, width=8, **kw),
     'mlp': lambda **kw: build_model('mlp', 10, hidden=(32, 16), **kw),
+    'vgg': lambda **kw: build_model('vgg16', 10, stages=((8,), (8, 16)), **kw),
+    'densenet': lambda **kw: build_model('densenet121', 10, block_sizes=(1, 2), growth_rate=4,
+                                         **kw),
+    'mobilenetv2': lambda **kw: build_model('mobilenetv2', 10, stem_width=8, head_width=16,
+                                            stages=((1, 8, 1, 1), (2, 12, 2, 2)), **kw),
 }
 EXPECTED_INTERMEDIATES = {
     'resnet_basic': ['stage1', 'stage2', 'stage3', 'stage4'],
@@ -100,6 +111,9 @@ EXPECTED_INTERMEDIATES = {
     'vit': ['block1', 'block2'],
     'small_cnn': ['stage1', 'stage2'],
     'mlp': ['stage1', 'stage2'],
+    'vgg': ['stage1', 'stage2'],
+    'densenet': ['stage1', 'stage2'],
+    'mobilenetv2': ['stage1', 'stage2'],
 }
 
 

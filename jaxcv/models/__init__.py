@@ -21,9 +21,12 @@ import jax.numpy as jnp
 from jaxcv import plugins
 from jaxcv.errors import ConfigError
 from jaxcv.models.airbench import AirbenchNet
+from jaxcv.models.densenet import DenseNet
 from jaxcv.models.layers import Classifier
+from jaxcv.models.mobilenet import MobileNetV2
 from jaxcv.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
 from jaxcv.models.small import MLP, MnistCNN, SmallCNN
+from jaxcv.models.vgg import VGG
 from jaxcv.models.vit import ViT, ViTSmall, ViTTiny
 from jaxcv.models.wide_resnet import WRN16_4, WRN28_10, WRN34_10, WideResNet
 
@@ -49,6 +52,10 @@ MODELS = plugins.Registry('model', entries={
     'mnist_cnn': (MnistCNN, {'norm': 'group'}, {}),
     'mnist_cnn_bn': (MnistCNN, {'norm': 'batch'}, {}),
     'airbench94': (AirbenchNet, {}, {}),
+    # CIFAR variants of kuangliu/pytorch-cifar (COIN's other three architectures).
+    'vgg16': (VGG, {}, {}),
+    'densenet121': (DenseNet, {}, {}),
+    'mobilenetv2': (MobileNetV2, {}, {}),
 }, modules={'polymnist_cnn': 'jaxcv.multimodal.models'})
 
 MODEL_NAMES: list[str] = MODELS.names()
@@ -101,7 +108,7 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 __all__ = [
-    'AirbenchNet', 'MLP', 'MODEL_NAMES', 'MnistCNN', 'Classifier', 'ResNet', 'ResNet18', 'ResNet34',
-    'ResNet50', 'SmallCNN', 'ViT', 'ViTSmall', 'ViTTiny', 'WRN16_4', 'WRN28_10', 'WRN34_10',
-    'WideResNet', 'build_model', 'register_model',
+    'AirbenchNet', 'DenseNet', 'MLP', 'MODEL_NAMES', 'MnistCNN', 'MobileNetV2', 'Classifier',
+    'ResNet', 'ResNet18', 'ResNet34', 'ResNet50', 'SmallCNN', 'VGG', 'ViT', 'ViTSmall', 'ViTTiny',
+    'WRN16_4', 'WRN28_10', 'WRN34_10', 'WideResNet', 'build_model', 'register_model',
 ]

@@ -32,17 +32,18 @@ def torch_linear_bias_init(fan_in: int) -> nn.initializers.Initializer:
 
 
 def conv(features: int, kernel: int, stride: int = 1, *, dtype: Any,
-         name: str) -> nn.Conv:
-  """Bias-free conv with PyTorch's symmetric `padding=kernel // 2`.
+         name: str, groups: int = 1, use_bias: bool = False) -> nn.Conv:
+  """Conv (bias-free unless `use_bias`) with PyTorch's symmetric `padding=kernel // 2`.
 
   Explicit padding (not 'SAME') keeps strided convs aligned like torchvision,
-  so ported weights give the same activations.
+  so ported weights give the same activations. `groups` as PyTorch's (the
+  input channel count for a depthwise conv).
   """
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False,
-                 kernel_init=conv_kernel_init, dtype=dtype,
-                 param_dtype=jnp.float32, name=name)
+                 padding=((pad, pad), (pad, pad)), use_bias=use_bias,
+                 feature_group_count=groups, kernel_init=conv_kernel_init,
+                 dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def batch_norm(train: bool, *, dtype: Any, name: str) -> nn.BatchNorm:
