@@ -187,16 +187,30 @@ def test_the_table_runs_two_settings_and_theta_at_runlocal(tmp_path, monkeypatch
   coin_config = json.loads((workdir / 'cuda_coin' / 'config.json').read_text())
   assert 'coin(alpha=2.0' in coin_config['data']['augment']
   assert coin_config['data']['name'].startswith('cuda(pb=0.3,seed=0):synthetic')
+  # The two rows differ only by COIN (same seed, data order and initialisation): COIN must
+  # change the trained model, hence its clean-test loss.
+  summaries = [json.loads((workdir / name / 'summary.json').read_text())
+               for name in ('cuda', 'cuda_coin')]
+  assert summaries[0]['test/loss'] != pytest.approx(summaries[1]['test/loss'], rel=1e-4)
   rows = report.collect(workdir)
   assert [r['name'] for r in rows] == ['cuda', 'cuda_coin']
   text = (workdir / 'coin_table.md').read_text()
   for r in rows:
-    assert r['accuracy'] is not None and f'| {r["name"]} |' in text
+    line = next(line for line in text.splitlines() if line.startswith(f'| {r["name"]} |'))
+    assert line.split(' | ')[1:3] == ['small_cnn', 'cuda'] and f' {r["accuracy"]:.2f} |' in line
   assert 'Θ_imi' in text and (workdir / 'coin_table.png').stat().st_size > 1000
   generic = (workdir / 'table.md').read_text()
   assert '| cuda_coin | cuda | coin |' in generic and '[72.41 [R]]' in generic
   assert '| theta |' not in generic  # An analysis row, rendered by the COIN hook only.
-  # Every setting of the family is a row of the table, plus the alpha sweep and Θ.
-  names = [row.name for row in sweep.load_table(f'{TABLE}:gpu').rows]
+  # Every setting of the family is a row of the table, plus the alpha sweep and Θ; the gpu
+  # preset repeats every setting on the paper's other three architectures, one line per setting.
   settings = _module(CONFIG).SETTINGS
-  assert set(settings) <= set(names) and len(names) == len(settings) + 7
+  for preset, archs in (('cpu', ['resnet_tiny']),
+                        ('gpu', ['resnet18', 'vgg16', 'densenet121', 'mobilenetv2'])):
+    table = sweep.load_table(f'{TABLE}:{preset}')
+    assert set(settings) <= {row.name for row in table.rows}
+    assert len(table.rows) == len(settings) * len(archs) + 7
+    line = {row.name: row.arg for row in table.rows if row.group == 'cuda_coin'}
+    assert set(line) == ({'cuda_coin'} | {f'cuda_coin_{a}' for a in archs[1:]} if archs[1:]
+                         else set())
+    assert all(line[f'cuda_coin_{a}'].endswith(f',model={a}') for a in archs[1:])

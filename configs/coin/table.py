@@ -9,10 +9,15 @@ Presets (every row of a preset uses the same training protocol):
   cpu       a width-16 ResNet on CIFAR-10 for 15 epochs, float32 (a 2-core machine)
   gpu       ResNet-18, the `short` protocol (8 epochs, bf16) of configs/coin/resnet18.py
 Options: `dataset` (the base dataset; ';' for a comma inside it), `epochs` (> 0 replaces the
-preset's), `pgd_steps` (the PGD-AT row's attack steps), `theta_size`, `theta_samples`.
+preset's), `pgd_steps` (the PGD-AT row's attack steps), `theta_size`, `theta_samples`, `archs`
+(';'-separated model names; the paper averages ResNet-18, VGG-16, DenseNet-121 and MobileNetV2,
+which is the `gpu` default; the other presets default to their single small model).
 Rows run in the order a time-limited sweep should: the claim first (clean, CUDA, CUDA+COIN),
 then rows whose training program is one of those two, then rows with programs of their own,
-the alpha sweep last.
+the alpha sweep (first architecture only), then the other architectures' rows (named
+`<setting>_<arch>`), claim rows first. With several architectures a table line is a setting's
+mean over the architectures (n = architectures), as the paper's numbers are; coin_table.md
+keeps every architecture's row.
 """
 
 from jaxcv.sweep import Column, Row, Table, parse_table_arg
@@ -31,23 +36,24 @@ PRESETS = {
     'gpu': 'protocol=short',
 }
 DATASETS = {'runlocal': 'cifar10_sample', 'cpu': 'cifar10', 'gpu': 'cifar10'}
+# The model each preset's rows train when `archs` is not given (first: the preset's own).
+ARCHS = {'runlocal': ('small_cnn',), 'cpu': ('resnet_tiny',),
+         'gpu': ('resnet18', 'vgg16', 'densenet121', 'mobilenetv2')}
 
 
 def get_table(arg=None):
-  a = parse_table_arg(arg, dataset='', epochs=0.0, pgd_steps=0, theta_size=0, theta_samples=16)
+  a = parse_table_arg(arg, dataset='', epochs=0.0, pgd_steps=0, theta_size=0, theta_samples=16,
+                      archs='')
+  archs = tuple(a.archs.split(';')) if a.archs else ARCHS[a.preset]
   common = PRESETS[a.preset] + f',dataset={a.dataset or DATASETS[a.preset]}'
   if a.epochs:
     common += f',epochs={a.epochs}'
   if a.preset == 'cpu':
     common += ',dtype=float32'  # bf16 is emulated, and slow, on a CPU.
-  rows = []
-  for setting in ORDER:
-    poison, defense = resnet18.SETTINGS[setting]
-    arg_text = f'setting={setting},{common}'
-    if setting == 'cuda_pgd_at' and a.pgd_steps:
-      arg_text += f',pgd_steps={a.pgd_steps}'
-    rows.append(Row(setting, config=CONFIG, arg=arg_text, cost=COST.get(setting, 1.0),
-                    labels={'training data': poison or 'clean', 'defense': defense or 'none'}))
+  if archs[0] != ARCHS[a.preset][0]:
+    common = _with_model(common, archs[0])
+  rows = [_setting_row(setting, setting, common, a.pgd_steps, len(archs) > 1)
+          for setting in ORDER]
   for alpha in resnet18.ALPHA_SWEEP:
     if alpha != 2.0:  # 2.0 is the cuda_coin row.
       rows.append(Row(f'cuda_coin_alpha{alpha}', config=CONFIG,
@@ -57,15 +63,37 @@ def get_table(arg=None):
       'config': f'{CONFIG}:setting=cuda_coin,{common}',
       'size': a.theta_size or (8 if a.preset == 'runlocal' else 0),
       'samples_per_class': 4 if a.preset == 'runlocal' else a.theta_samples}))
+  rows += [_setting_row(f'{setting}_{arch}', setting, _with_model(common, arch), a.pgd_steps,
+                        True) for setting in ORDER for arch in archs[1:]]
   reference = {name: {'Test accuracy (%)': value} for name, value in resnet18.REFERENCE.items()}
   return Table(
       name=f'COIN on {a.dataset or DATASETS[a.preset]} ({a.preset} preset)', rows=rows,
       columns=[Column('Test accuracy (%)', 'test/accuracy', scale=100)],
       labels=('training data', 'defense'), reference=reference,
       claim='COIN restores most of the clean accuracy lost to CUDA; other defenses do not',
-      description=f'Every row: configs/coin/resnet18.py with `{common}`. [R]: the paper\'s '
-                  'numbers (averaged over 4 architectures); [3P]: a third-party ResNet-18 run.',
+      description=f'Every row: configs/coin/resnet18.py with `{common}`'
+                  + (f'; lines average the architectures {", ".join(archs)} (rows '
+                     '`<setting>_<arch>` swap the model)' if len(archs) > 1 else '')
+                  + '. [R]: the paper\'s numbers (averaged over 4 architectures); [3P]: a '
+                  'third-party ResNet-18 run.',
       render=_render)
+
+
+def _with_model(common, model):
+  """The config arguments `common` with the model replaced by `model`."""
+  return ','.join([item for item in common.split(',') if not item.startswith('model=')]
+                  + [f'model={model}'])
+
+
+def _setting_row(name, setting, common, pgd_steps, grouped):
+  """A row of the config family for `setting`; `grouped`: a line averaged over architectures."""
+  poison, defense = resnet18.SETTINGS[setting]
+  arg_text = f'setting={setting},{common}'
+  if setting == 'cuda_pgd_at' and pgd_steps:
+    arg_text += f',pgd_steps={pgd_steps}'
+  return Row(name, config=CONFIG, arg=arg_text, cost=COST.get(setting, 1.0),
+             group=setting if grouped else '',
+             labels={'training data': poison or 'clean', 'defense': defense or 'none'})
 
 
 def _render(results, workdir):

@@ -38,7 +38,7 @@ def theta_row(workdir: str, config: str, samples_per_class: int = 16, size: int 
 
 
 def collect(root: str | os.PathLike) -> list[dict]:
-  """One dict per row: name, status, accuracy (%), setting details, epochs, seconds."""
+  """One dict per row: name, status, accuracy (%), model, setting details, epochs, seconds."""
   root = Path(root)
   statuses = [r for r in read_json(root / 'rows.json') or [] if r['name'] != THETA_ROW]
   names = [r['name'] for r in statuses]
@@ -49,7 +49,8 @@ def collect(root: str | os.PathLike) -> list[dict]:
   for name in names:
     status = by_name.get(name, {'status': 'ok'})
     summary = read_json(root / name / 'summary.json') or {}
-    coin = (read_json(root / name / 'config.json') or {}).get('coin', {})
+    config = read_json(root / name / 'config.json') or {}
+    coin = config.get('coin', {})
     accuracy = summary.get('test/accuracy')
     rows.append({
         'name': name,
@@ -57,6 +58,7 @@ def collect(root: str | os.PathLike) -> list[dict]:
         'status': 'ok' if accuracy is not None else status['status'],
         'reason': status.get('reason', ''),
         'accuracy': None if accuracy is None else 100.0 * accuracy,
+        'model': config.get('model', {}).get('name', ''),
         'poison': coin.get('poison', ''), 'defense': coin.get('defense', ''),
         'alpha': coin.get('alpha') or '', 'reference': coin.get('reference', ''),
         'epochs': summary.get('epochs'), 'seconds': status.get('seconds'),
@@ -66,13 +68,14 @@ def collect(root: str | os.PathLike) -> list[dict]:
 
 
 def markdown(rows: list[dict], theta: Optional[dict] = None) -> str:
-  lines = ['| row | training data | defense | test accuracy (%) | paper (%) | epochs | wall (s) |',
-           '|---|---|---|---|---|---|---|']
+  lines = ['| row | model | training data | defense | test accuracy (%) | paper (%) | epochs | '
+           'wall (s) |', '|---|---|---|---|---|---|---|---|']
   for r in rows:
     defense = r['defense'] + (f' (alpha {r["alpha"]})' if r['alpha'] else '')
     accuracy = (f'{r["accuracy"]:.2f}' if r['accuracy'] is not None
                 else f'{r["status"]}: {r["reason"]}' if r['reason'] else r['status'])
-    lines.append(f'| {r["name"]} | {r["poison"]} | {defense} | {accuracy} | {r["reference"]} | '
+    lines.append(f'| {r["name"]} | {r["model"]} | {r["poison"]} | {defense} | {accuracy} | '
+                 f'{r["reference"]} | '
                  f'{r["epochs"] if r["epochs"] is not None else ""} | '
                  f'{r["seconds"] if r["seconds"] is not None else ""} |')
   if theta:
