@@ -21,7 +21,7 @@ from jaxcv import parallel
 from jaxcv import sweep
 from jaxcv import train
 from jaxcv.data import open_train_data
-from jaxcv.diffusion import conditioning, scaling
+from jaxcv.diffusion import conditioning, scaling, schedules
 from jaxcv.errors import ConfigError
 from jaxcv.tasks import build_task
 from jaxcv.tasks import diffusion as diffusion_task
@@ -30,6 +30,7 @@ from conftest import REPO_ROOT
 
 CONFIG = str(REPO_ROOT / 'configs' / 'ldm_scaling' / 'cifar10_unet.py')
 SYNTHETIC = 'data.name=synthetic:n=256,size=8,classes=4'
+SCHEDULE_COSINE = schedules.build_schedule('cosine', 1000)  # The config's default.
 
 
 class TinyDenoiser(nn.Module):
@@ -204,19 +205,55 @@ def test_missing_section_and_bad_values_are_config_errors(tmp_path):
     train.run(tiny('', ['model.name=resnet18']), str(tmp_path / 'c'))
 
 
-def test_sample_predict_fn_serves_the_generative_evaluator_contract():
-  """'sample' is what the 'generative' evaluator calls: (variables, rng, labels, **kwargs)."""
-  config = tiny()
+# Data for the closed-form denoiser: every value (in [-1, 1]) independent, N(mean, STD^2), the
+# mean shifted by the mean of the class context, so that classes differ in their mean only.
+STD = 0.2
+CLASS_SHIFT = np.array([0.1, -0.1, 0.15, -0.05, 0.0], np.float32)  # 4 classes, then the null.
+
+
+class GaussianDenoiser(TinyDenoiser):
+  """The exact (Bayes-optimal) denoiser of that data: E[x_0 | x_t] = m + a s^2 / (a^2 s^2 +
+  sigma^2) (x_t - a m) per value, returned as the v (or eps) the cosine-schedule config trains."""
+  prediction: str = 'v'
+
+  @nn.compact
+  def __call__(self, x, t, context=None, *, train=False):
+    alpha, sigma = SCHEDULE_COSINE.alpha_sigma(t)
+    alpha, sigma = alpha[:, None, None, None], sigma[:, None, None, None]
+    mean = context.mean(axis=(1, 2))[:, None, None, None]
+    x0 = mean + alpha * STD**2 / (alpha**2 * STD**2 + sigma**2) * (x - alpha * mean)
+    eps = (x - alpha * x0) / sigma
+    return eps if self.prediction == 'eps' else alpha * eps - sigma * x0
+
+
+def test_sample_predict_fn_draws_the_data_distribution_and_guides_the_mean(monkeypatch):
+  """'sample' is what the 'generative' evaluator calls: (variables, rng, labels, **kwargs). With
+  the exact denoiser its samples must have the data's class mean and spread, and guidance scale
+  w must move the mean to m_null + w (m_class - m_null), exactly so for Gaussian classes that
+  differ in their mean (the denoiser's output is affine in the mean)."""
+  monkeypatch.setitem(diffusion_task.DENOISERS, 'gaussian', GaussianDenoiser)
+  config = tiny('', ['model.name=gaussian'])
+  assert (config.diffusion.schedule, config.diffusion.prediction) == ('cosine', 'v')
   _, info = open_train_data(config)
   task = build_task(config, info)
   params, model_state = task.init_variables(jax.random.key(0))
+  table = params['class_embedding']['table']['embedding']
+  params['class_embedding']['table']['embedding'] = jnp.broadcast_to(
+      jnp.asarray(CLASS_SHIFT)[:, None], table.shape)  # Row c's mean is CLASS_SHIFT[c].
   sample = task.predict_fns()['sample']
-  labels = jnp.arange(4) % info.num_classes
-  images = sample({'params': params, **model_state}, jax.random.key(1), labels, method='ddim',
-                  num_steps=2, guidance_scale=2.0)
-  assert images.shape == (4, 8, 8, 3)
-  assert bool(jnp.all(jnp.isfinite(images)))
-  assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+  labels = jnp.arange(256) % info.num_classes
+  # Enough steps that the discretisation error is small (the spread is 7% low at DDIM 50).
+  for method, steps, guidance in (('ddim', 250, None), ('dpm_solver_pp', 50, 2.0)):
+    images = np.asarray(sample({'params': params, **model_state}, jax.random.key(1), labels,
+                               method=method, num_steps=steps, guidance_scale=guidance))
+    assert images.shape == (256, 8, 8, 3)
+    values = images * 2 - 1  # Back to the denoiser's [-1, 1].
+    for c in range(info.num_classes):
+      shift = CLASS_SHIFT[c] if guidance is None else (
+          CLASS_SHIFT[-1] + guidance * (CLASS_SHIFT[c] - CLASS_SHIFT[-1]))
+      of_class = values[np.asarray(labels) == c]
+      assert of_class.mean() == pytest.approx(shift, abs=0.01), (method, c)
+      assert of_class.std() == pytest.approx(STD, rel=0.03), (method, c)
 
 
 def test_the_scaling_table_trains_widths_costs_them_and_sweeps_samplers(tmp_path):

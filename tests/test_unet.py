@@ -30,6 +30,13 @@ def test_c320_is_the_sd15_unet():
   assert _count(params) == 859_520_964
 
 
+def test_c320_with_a_1024_context_is_the_sd2_unet():
+  # SD 2.x's UNet (a 1024-dim OpenCLIP context) has 865,910,724 parameters in diffusers; its
+  # linear proj_in/proj_out and per-level head counts leave the count as SD 1.5's layout gives.
+  params = _abstract_params(sd_unet(320, context_dim=1024), (64, 64, 4), (77, 1024))
+  assert _count(params) == 865_910_724
+
+
 def test_transformer_blocks_sit_where_sd15_has_them():
   params = _abstract_params(sd_unet(32, num_groups=8), (64, 64, 4), (77, 768))
   transformers = sorted(k for k in params if 'attn' in k)
@@ -49,8 +56,11 @@ def test_without_context_there_is_no_cross_attention():
   params = _abstract_params(sd_unet(32, num_groups=8, context_dim=None), (16, 16, 4))
   assert 'cross_attn' not in params['mid_attn']['block']
   with_context = _abstract_params(sd_unet(32, num_groups=8), (16, 16, 4), (5, 768))
-  # Each of the 16 blocks loses 2 (768 x width) projections, an output projection and a norm.
-  assert _count(with_context) > _count(params)
+  # Each of the 16 blocks (5 at each of the widths 32, 64, 128, and the mid one at 128) loses its
+  # cross-attention: query (w x w), key and value (768 x w), output (w x w + w), norm (2w).
+  widths = [32] * 5 + [64] * 5 + [128] * 6
+  assert _count(with_context) - _count(params) == sum(2 * 768 * w + 2 * w * w + 3 * w
+                                                      for w in widths)
 
 
 def test_small_variant_layout():
@@ -59,7 +69,15 @@ def test_small_variant_layout():
       'down_1_attn_0', 'down_1_attn_1', 'mid_attn', 'up_1_attn_0', 'up_1_attn_1', 'up_1_attn_2']
   assert params['down_3_res_0']['conv_0']['kernel'].shape == (3, 3, 256, 256)  # [1, 2, 2, 2].
   assert params['conv_out']['kernel'].shape[-1] == 3
-  assert 30e6 < _count(params) < 45e6  # DDPM's CIFAR UNet: 35.7M with lighter attention.
+  # DDPM's CIFAR-10 UNet (Ho et al. 2020) has 35,746,307 parameters; small_unet is its layout
+  # with SD transformer blocks (no context) instead of its 6 single-head attention blocks, all at
+  # 2c = 256 channels. DDPM's block: GroupNorm (2C) + q, k, v, out 1x1 convs (4 (C^2 + C)).
+  # SD's (each norm 2C): GroupNorm, proj_in (C^2 + C), LayerNorm, q k v (3 C^2), out (C^2 + C),
+  # LayerNorm, GEGLU (8 C^2 + 8 C), its output (4 C^2 + C), proj_out (C^2 + C).
+  c = 256
+  ddpm_attention = 2 * c + 4 * (c * c + c)
+  sd_transformer = 18 * c * c + 18 * c
+  assert _count(params) == 35_746_307 + 6 * (sd_transformer - ddpm_attention)
 
 
 def test_timestep_embedding_is_cos_then_sin():
