@@ -35,3 +35,14 @@ def test_winners_by_cost_show_the_small_model_winning_cheap_budgets():
 def test_a_model_outside_the_budget_never_wins():
   best = sampling_sweep.best_per_steps([_point(64, 2, 1.0, 1.0, 1.0), _point(16, 2, 1.0, 9.0, 0.25)])
   assert sampling_sweep.winners_by_cost(best) == [('ddim', 0.5, 16, 9.0), ('ddim', 2.0, 64, 1.0)]
+
+
+def test_samplers_are_ranked_separately():
+  """A DPM-Solver++ point never wins a DDIM budget, nor takes DDIM's best guidance."""
+  dpm = [{**p, 'sampler': 'dpm_solver_pp', 'fid': p['fid'] - 5.0} for p in POINTS]
+  best = sampling_sweep.best_per_steps(POINTS + dpm)
+  assert len(best) == 8 and {p['sampler'] for p in best} == {'ddim', 'dpm_solver_pp'}
+  winners = sampling_sweep.winners_by_cost(best)
+  assert winners[:3] == sampling_sweep.winners_by_cost(sampling_sweep.best_per_steps(POINTS))
+  assert winners[3:] == [('dpm_solver_pp', 1.0, 16, 20.0), ('dpm_solver_pp', 4.0, 16, 15.0),
+                         ('dpm_solver_pp', 16.0, 64, 5.0)]
