@@ -12,7 +12,7 @@ Protocols (applied to every row alike):
   short: a budget schedule: 8 epochs, batch 512, SGD-Nesterov with a one-cycle lr (peak 0.4),
          weight decay 5e-4, bf16 compute. Compare rows with each other, not with the paper.
 `epochs` / `batch` override the protocol's when > 0, `dtype` when set (float32 on a CPU, where
-bf16 is emulated and slow). The poisoned data is generated on first use
+bf16 is emulated and slow); `train_examples` > 0 trains on the first n (poisoned) images. The poisoned data is generated on first use
 and cached (data.name 'cuda:cifar10' etc., jaxcv/unlearnable/datasets.py); the test split is clean.
 `dataset` is the base dataset; parse_arg splits on ',', so write ';' for a comma inside it
 (e.g. dataset=synthetic:n=512;size=8;classes=4).
@@ -77,7 +77,7 @@ def get_config(arg=None):
       arg, setting='cuda_coin', protocol='paper', epochs=0.0, batch=0, alpha=2.0,
       wrap='legacy', pb=0.3, poison_seed=0, jpeg_quality=10, cutout_size=16, mix_alpha=1.0,
       pgd_steps=10, pgd_step_size=2 / 255, pgd_eps=8 / 255, dataset='cifar10',
-      model='resnet18', dtype='', runlocal=False)
+      model='resnet18', dtype='', train_examples=0, runlocal=False)
   if arg.setting not in SETTINGS:
     raise ConfigError(f'unknown setting {arg.setting!r}; known: {", ".join(SETTINGS)}')
   if arg.protocol not in PROTOCOLS:
@@ -96,6 +96,8 @@ def get_config(arg=None):
   if defense == 'grayscale':  # Dataset-level too, so the training program is the plain one.
     data_name = f'grayscale:{data_name}'
   config.data.name = data_name
+  if arg.train_examples:  # The first n (poisoned) training images: a CPU-sized reproduction.
+    config.data.train_examples = arg.train_examples
   augment = CROP_FLIP
   if defense == 'coin':  # After crop and flip, as the official pipeline.
     augment += f'|coin(alpha={arg.alpha},wrap={arg.wrap!r})'

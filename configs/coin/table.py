@@ -6,7 +6,8 @@ row, the alpha sweep, and the Θ proxies of the effective operators.
 
 Presets (every row of a preset uses the same training protocol):
   runlocal  a few steps of a small CNN on the shipped CIFAR-10 sample (seconds; the tests)
-  cpu       a width-16 ResNet on CIFAR-10 for 15 epochs, float32 (a 2-core machine)
+  cpu       a width-16 ResNet, float32, on the first 8,000 (poisoned) CIFAR-10 training images
+            for 5 epochs, PGD-3 adversarial training (about 40 minutes on an idle 2-core machine)
   gpu       ResNet-18, the `short` protocol (8 epochs, bf16) of configs/coin/resnet18.py
 Options: `dataset` (the base dataset; ';' for a comma inside it), `epochs` (> 0 replaces the
 preset's), `pgd_steps` (the PGD-AT row's attack steps), `theta_size`, `theta_samples`, `archs`
@@ -32,10 +33,11 @@ COST = {'cuda_pgd_at': 3.0}  # PGD-10 adversarial training: about 3x a plain ste
 
 PRESETS = {
     'runlocal': 'protocol=short,runlocal,model=small_cnn',
-    'cpu': 'protocol=short,model=resnet_tiny,epochs=15,batch=256',
+    'cpu': 'protocol=short,model=resnet_tiny,epochs=5,batch=128,train_examples=8000',
     'gpu': 'protocol=short',
 }
 DATASETS = {'runlocal': 'cifar10_sample', 'cpu': 'cifar10', 'gpu': 'cifar10'}
+PGD_STEPS = {'cpu': 3}  # The PGD-AT row's attack steps where not the config's 10.
 # The model each preset's rows train when `archs` is not given (first: the preset's own).
 ARCHS = {'runlocal': ('small_cnn',), 'cpu': ('resnet_tiny',),
          'gpu': ('resnet18', 'vgg16', 'densenet121', 'mobilenetv2')}
@@ -45,6 +47,7 @@ def get_table(arg=None):
   a = parse_table_arg(arg, dataset='', epochs=0.0, pgd_steps=0, theta_size=0, theta_samples=16,
                       archs='')
   archs = tuple(a.archs.split(';')) if a.archs else ARCHS[a.preset]
+  pgd_steps = a.pgd_steps or PGD_STEPS.get(a.preset, 0)
   common = PRESETS[a.preset] + f',dataset={a.dataset or DATASETS[a.preset]}'
   if a.epochs:
     common += f',epochs={a.epochs}'
@@ -52,7 +55,7 @@ def get_table(arg=None):
     common += ',dtype=float32'  # bf16 is emulated, and slow, on a CPU.
   if archs[0] != ARCHS[a.preset][0]:
     common = _with_model(common, archs[0])
-  rows = [_setting_row(setting, setting, common, a.pgd_steps, len(archs) > 1)
+  rows = [_setting_row(setting, setting, common, pgd_steps, len(archs) > 1)
           for setting in ORDER]
   for alpha in resnet18.ALPHA_SWEEP:
     if alpha != 2.0:  # 2.0 is the cuda_coin row.
@@ -63,7 +66,7 @@ def get_table(arg=None):
       'config': f'{CONFIG}:setting=cuda_coin,{common}',
       'size': a.theta_size or (8 if a.preset == 'runlocal' else 0),
       'samples_per_class': 4 if a.preset == 'runlocal' else a.theta_samples}))
-  rows += [_setting_row(f'{setting}_{arch}', setting, _with_model(common, arch), a.pgd_steps,
+  rows += [_setting_row(f'{setting}_{arch}', setting, _with_model(common, arch), pgd_steps,
                         True) for setting in ORDER for arch in archs[1:]]
   reference = {name: {'Test accuracy (%)': value} for name, value in resnet18.REFERENCE.items()}
   return Table(
