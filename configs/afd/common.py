@@ -22,10 +22,12 @@ def base(arg, **defaults):
   """CIFAR ResNet-18 (kuangliu 3x3 stem, padding 1: not the official code's padding-0 stem)."""
   arg = config_lib.parse_arg(arg, **{
       'runlocal': False, 'dataset': 'cifar10', 'model': 'resnet18', 'dtype': 'bfloat16',
-      'seed': 0, 'eval_examples': 1000, **defaults})
+      'seed': 0, 'eval_examples': 1000, 'train_examples': 0, **defaults})
   config = config_lib.base_config()
   config.seed = arg.seed
   config.data.name = arg.dataset.replace(';', ',')  # parse_arg splits on ','.
+  if arg.train_examples:  # The first n training images: a CPU-sized reproduction.
+    config.data.train_examples = arg.train_examples
   config.data.augment = 'crop(padding=4)|flip'
   config.model.name = arg.model
   config.model.kwargs.input_mean, config.model.kwargs.input_std = (
@@ -36,7 +38,8 @@ def base(arg, **defaults):
 
 
 def steps_per_epoch(arg) -> int:
-  return max(TRAIN_EXAMPLES.get(arg.dataset, 50_000) // arg.batch, 1)
+  examples = arg.train_examples or TRAIN_EXAMPLES.get(arg.dataset, 50_000)
+  return max(examples // arg.batch, 1)
 
 
 def add_pgd_eval(config, examples: int) -> None:

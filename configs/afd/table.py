@@ -9,8 +9,9 @@ afd_gamma0_s, afd_ab0_s (fine-tuned from natural_s) -> eval_<method>_s (configs/
 on the fine-tuned weights). A table line is a method: mean ± std over the seeds of its eval rows.
 Presets:
   runlocal  a small CNN on the shipped CIFAR-10 sample, a few steps, vAFT and AFD only (tests)
-  cpu       width-16 ResNet, float32: natural 15 epochs, fine-tuning 2 epochs; attacks on
-            `examples` test images (default 2,000) with a short APGD (a 2-core machine)
+  cpu       width-16 ResNet, float32: natural 4 epochs on the first 10,000 training images,
+            fine-tuning 1 epoch on the first 5,000 with PGD-5; attacks on `examples` test images
+            (default 500) with APGD-10 and 2 targets (about 40 minutes on an idle 2-core machine)
   gpu       ResNet-18, bf16: natural 10 epochs, fine-tuning 2 epochs, every test image
 Options: dataset (';' for a comma inside it), seeds, examples (0: all 10,000), natural_epochs,
 finetune_epochs, apgd_steps, targets, methods (';'-separated subset of
@@ -31,9 +32,10 @@ PRESETS = {
     'runlocal': dict(common='runlocal,model=small_cnn,eval_examples=64',
                      natural='', finetune='batch=32', seeds=1, examples=64, apgd_steps=5,
                      targets=2, eval_batch=32, methods='vaft;afd'),
-    'cpu': dict(common='model=resnet_tiny,dtype=float32,eval_examples=500',
-                natural='epochs=15,batch=256', finetune='epochs=2,batch=128', seeds=3,
-                examples=2000, apgd_steps=20, targets=3, eval_batch=500,
+    'cpu': dict(common='model=resnet_tiny,dtype=float32,eval_examples=200',
+                natural='epochs=4,batch=128,lr=0.2,train_examples=10000',
+                finetune='epochs=1,batch=128,pgd_steps=5,train_examples=5000', seeds=3,
+                examples=500, apgd_steps=10, targets=2, eval_batch=500,
                 methods='vaft;afd;afd_gamma0;afd_ab0'),
     'gpu': dict(common='eval_examples=1000', natural='epochs=10', finetune='epochs=2,batch=512',
                 seeds=3, examples=0, apgd_steps=100, targets=9, eval_batch=500,
