@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.total_steps = placeholder(int)  # Takes precedence over num_epochs; 0 = evaluate only.
 
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = 'sgd'  # sgd | adam | adamw | lamb
+  c.optimizer.name = 'sgd'  # sgd | adam | adamw | lamb | lars
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = True
   c.optimizer.b1 = 0.9

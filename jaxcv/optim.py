@@ -155,8 +155,13 @@ def build_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
     chain.append(optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=mask))
   elif o.name == 'lamb':
     chain.append(optax.lamb(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=mask))
+  elif o.name == 'lars':
+    # SimCLR's LARS: parameters outside the decay mask (decay_norm_and_bias=False: norms and
+    # biases) get neither weight decay nor the trust-ratio scaling.
+    chain.append(optax.lars(schedule, weight_decay=o.weight_decay, weight_decay_mask=mask,
+                            trust_ratio_mask=mask, momentum=o.momentum, nesterov=o.nesterov))
   else:
-    raise ConfigError(f'unknown optimizer {o.name!r}; known: sgd, adam, adamw, lamb')
+    raise ConfigError(f'unknown optimizer {o.name!r}; known: sgd, adam, adamw, lamb, lars')
   if o.get('freeze_after', None):
     chain.append(_freeze_after(o.freeze_after))
   tx = optax.chain(*chain)

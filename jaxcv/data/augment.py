@@ -34,6 +34,8 @@ AugmentOp = Callable[..., jax.Array]
 _OPS = plugins.Registry('augmentation op', modules={
     'coin': 'jaxcv.unlearnable.augment',
     'translate': 'jaxcv.fast.augment',
+    **{name: 'jaxcv.data.contrastive' for name in (
+        'resized_crop', 'color_jitter', 'random_grayscale', 'blur')},
 })
 # name -> check(**kwargs): validates an op's arguments when the pipeline is built.
 _CHECKS: dict[str, Callable[..., None]] = {}

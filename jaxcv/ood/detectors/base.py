@@ -12,7 +12,7 @@ from jaxcv.errors import ConfigError
 from jaxcv.ood.featureset import FeatureSet
 
 # A paper's detectors register from its own package, listed in `modules` (jaxcv/plugins.py).
-DETECTORS = plugins.Registry('OOD detector')
+DETECTORS = plugins.Registry('OOD detector', modules={'cadet': 'jaxcv.cadet.detector'})
 
 
 def register(name: str):
@@ -28,7 +28,10 @@ class Detector(Protocol):
   """A post-hoc OOD detector. `score` returns ID-ness: higher = more in-distribution.
 
   requires: what `score` needs of a FeatureSet ('logits', 'features', 'head', 'layers'), or
-    'model' for detectors that need input gradients (they score images, see `gradient.ODIN`).
+    'model' for detectors that need input gradients (they score images, see `gradient.ODIN`),
+    or 'images' for detectors that embed random views of images themselves: they implement
+    `fit_images(embed, variables, images, rng)` and `score_images(embed, variables, images,
+    rng)` with `embed(variables, float images) -> [N, d]` (CADet, jaxcv/cadet/detector.py).
   fit_requires: what `fit` needs; empty for stateless detectors, whose `fit` does nothing.
   fit_split: the ID split `fit` expects, as OpenOOD sets it up: 'train' or 'val'.
   spec: the canonical `name(key=value, ...)` the detector was built from.

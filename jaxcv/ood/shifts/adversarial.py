@@ -1,5 +1,6 @@
-"""Adversarial shift sets: L-inf FGSM, PGD and APGD-CE images crafted on a trained jaxcv
-classifier (jaxcv.attacks), untargeted against each image's true label.
+"""Adversarial shift sets: L-inf FGSM, PGD and APGD-CE (and unbounded L2 Carlini-Wagner, 'cw')
+images crafted on a trained jaxcv classifier (jaxcv.attacks), untargeted against each image's
+true label.
 
 Crafted on the model under test this is BROAD's white-box split; crafted on a second,
 independently trained model it is the transfer (black-box) split. `craft` returns the images
@@ -22,12 +23,13 @@ from jaxcv import attacks
 from jaxcv.errors import ConfigError
 from jaxcv.ood import features as features_lib
 
-ATTACKS = ('fgsm', 'pgd', 'apgd')
+ATTACKS = ('fgsm', 'pgd', 'apgd', 'cw')
 
 
 @dataclasses.dataclass(frozen=True)
 class AttackSettings:
-  """L-inf budget eps (in 1/255 units), PGD steps and step size (1/255 units), APGD steps."""
+  """L-inf budget eps (in 1/255 units), PGD steps and step size (1/255 units), APGD steps;
+  CW-L2 ignores eps and runs `steps` Adam steps per binary-search step (5 of them)."""
   attack: str = 'pgd'
   eps: float = 8.0
   steps: int = 10
@@ -44,12 +46,16 @@ class AttackSettings:
   def name(self) -> str:
     if self.attack == 'fgsm':
       return f'fgsm(eps={self.eps:g})'
+    if self.attack == 'cw':
+      return f'cw_l2({self.steps})'
     return f'{self.attack}{self.steps}(eps={self.eps:g})'
 
   def run(self, predict_fn, images, labels, rng):
     eps = self.eps / 255
     if self.attack == 'fgsm':
       return attacks.fgsm(predict_fn, images, labels, eps=eps)
+    if self.attack == 'cw':
+      return attacks.cw_l2(predict_fn, images, labels, steps=self.steps)
     if self.attack == 'pgd':
       return attacks.pgd(predict_fn, images, labels, rng, eps=eps, steps=self.steps,
                          step_size=self.step_size / 255, restarts=self.restarts)

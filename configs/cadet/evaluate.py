@@ -1,0 +1,49 @@
+"""The CADet detection benchmark of a trained contrastive encoder: an evaluation-only run
+(total_steps=0, init_checkpoint=run) whose `cadet` evaluator (jaxcv/evaluators/cadet.py) builds
+the ID calibration / test splits and every shift split, scores m_in, m_out and CADet, and writes
+the AUROC tables.
+
+  python -m jaxcv.main --config configs/cadet/evaluate.py:preset=cpu,run=runs/cadet/simclr_s0,classifier=runs/cadet/classifier \
+      --workdir runs/cadet/cadet_s0
+
+Arguments: preset (runlocal / cpu / gpu: the sizes below), run (the SimCLR run), classifier (the
+supervised run the adversarial images are crafted on; empty: no adversarial splits), seed (the
+data splits and the views; the same for every encoder by default, so that the spread is over
+encoders). Every setting is also a --config.evals.cadet.KEY override.
+"""
+
+import ml_collections
+
+from jaxcv import config as config_lib
+from jaxcv.errors import ConfigError
+
+PRESETS = {
+    # runlocal: seconds; synthetic novel data, one corruption, PGD only, few views.
+    'runlocal': dict(calibration_examples=40, id_val_examples=20, id_test_examples=40,
+                     ood_examples=20, batch_size=20, attack_steps=2, attacks='pgd,cw',
+                     cw_steps=2, n_views='3,4', min_scales='0.2', corruptions='contrast',
+                     severities='5', novel='synthetic:n=32,size=24,classes=3@test'),
+    # cpu: 500 images per shift split; n_t in {10, 25} at crop scale (0.2, 1).
+    'cpu': dict(calibration_examples=1000, id_val_examples=500, id_test_examples=1000,
+                ood_examples=500, attack_steps=10, cw_steps=20, n_views='10,25',
+                min_scales='0.2', corruptions='gaussian_noise,contrast', severities='5'),
+    # gpu: the spec's sweep of n_t and min-scale on 1,000-image splits.
+    'gpu': dict(calibration_examples=2000, id_val_examples=1000, id_test_examples=2000,
+                ood_examples=1000, attack_steps=10, cw_steps=100, n_views='10,25,50',
+                min_scales='0.2,0.5,0.75', corruptions='gaussian_noise,defocus_blur,contrast,jpeg',
+                severities='3,5', batch_size=200),
+}
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, preset='cpu', run='', classifier='', seed=0)
+  if arg.preset not in PRESETS:
+    raise ConfigError(f'preset must be one of {", ".join(PRESETS)}, got {arg.preset!r}')
+  if not arg.run:
+    raise ConfigError('configs/cadet/evaluate.py needs run=<workdir of the SimCLR run>')
+  from jaxcv.evaluators import ood  # pylint: disable=import-outside-toplevel
+  config = ood.evaluation_config(arg.run)  # The run's own config, evaluation only.
+  config.evals = ml_collections.ConfigDict({'cadet': {
+      'type': 'cadet', 'classifier_run': arg.classifier, 'seed': arg.seed,
+      **PRESETS[arg.preset]}})
+  return config

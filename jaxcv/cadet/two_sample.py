@@ -1,0 +1,145 @@
+"""CADet §(a) end to end: power of the MMD permutation test against sample size, for the
+contrastive cosine kernel of an encoder and the Gaussian pixel kernel, with the type-I check.
+
+The ID test split is cut into two seeded halves A and B. X samples come from A; the null Y
+samples from B (same distribution: the rejection rate is the type-I error, ~alpha); the shifted
+Y samples from `shift`:
+  'cifar10_1'                         CIFAR-10.1 v4 (jaxcv/cadet/data.py; the paper's test)
+  'corrupt(kind=...,severity=...)'    a BROAD corruption of the B images (derived dataset of
+                                      the ID split, so Y never shares an image with X)
+  'NAME@SPLIT'                        any other dataset (resized to the ID image shape)
+Images are embedded once, as they are (no views); the cosine kernel reads the embeddings, the
+Gaussian kernel the flattened pixels in [0, 1].
+
+As a table row: `table_row(workdir, run=<SimCLR run>, ...)` (a function row of
+configs/cadet/table.py) writes two_sample.json and returns flat metrics
+'power/<kernel>/n<N>' and 'type1/<kernel>/n<N>' (percent).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import jax
+import numpy as np
+
+from jaxcv import inference
+from jaxcv.cadet import mmd
+from jaxcv.cadet.data import load_cifar10_1
+from jaxcv.data import registry
+from jaxcv.ood import broad
+from jaxcv.ood import features as features_lib
+
+RESULTS_FILE = 'two_sample.json'
+SIZES = (50, 100, 200, 500, 1000, 2000)
+
+
+def _pixels(images: np.ndarray, image_shape) -> np.ndarray:
+  """float32 [N, H*W*C] pixels in [0, 1] at the ID image shape."""
+  fn = jax.jit(lambda b: features_lib.prepare_images(b, image_shape))
+  out = features_lib.map_batches(lambda _, b: fn(b), None, images, 500)
+  return np.asarray(out, np.float32).reshape(len(images), -1)
+
+
+def shifted_images(shift: str, data_name: str, data_dir, image_size,
+                   b_index: np.ndarray) -> tuple[np.ndarray, str]:
+  """(images of the shifted sample, its description) for a `shift` spec (module docstring)."""
+  if shift == 'cifar10_1':
+    data = load_cifar10_1(data_dir)
+    return data.images, data.source
+  if shift.startswith('corrupt'):
+    data = registry.load_dataset(f'{shift}:{data_name}', 'test', data_dir, image_size)
+    return data.images[b_index], f'{shift} of the B half of {data_name} test'
+  name, _, split = shift.partition('@')
+  data = registry.load_dataset(name, split or 'test', data_dir)
+  return data.images, data.source
+
+
+def run_power(embed, variables, data_name: str, *, shift: str = 'corrupt(kind=gaussian_noise,'
+              'severity=1)', data_dir: Optional[str] = None, image_size=None,
+              sizes: Union[str, Sequence[int]] = SIZES, trials: int = 20,
+              permutations: int = 100, alpha: float = 0.05,
+              kernels: Union[str, Sequence[str]] = mmd.KERNELS, seed: int = 0,
+              batch_size: int = 500, out_dir: Optional[str] = None) -> dict:
+  """{'power': {kernel: {n: {rate, mean_p, mean_mmd2}}}, 'type1': (the same on the null)}."""
+  kernels = [k for k in broad._list(kernels)]  # pylint: disable=protected-access
+  for k in kernels:
+    mmd.kernel_fn(k)  # Unknown kernels fail before any work.
+  sizes = [int(n) for n in broad._list(sizes)]  # pylint: disable=protected-access
+  test = registry.load_dataset(data_name, 'test', data_dir, image_size)
+  image_shape = test.image_shape
+  order = np.random.default_rng(seed).permutation(len(test))
+  a_index, b_index = np.sort(order[:len(test) // 2]), np.sort(order[len(test) // 2:])
+  y_images, y_source = shifted_images(shift, data_name, data_dir, image_size, b_index)
+  sets = {'x': test.images[a_index], 'null': test.images[b_index], 'shift': y_images}
+  pools = {}
+  for kernel in kernels:
+    if kernel == 'cosine':
+      fn = jax.jit(lambda v, b: embed(v, features_lib.prepare_images(b, image_shape)))
+      pools[kernel] = {k: np.asarray(features_lib.map_batches(fn, variables, v, batch_size),
+                                     np.float32) for k, v in sets.items()}
+    else:
+      pools[kernel] = {k: _pixels(v, image_shape) for k, v in sets.items()}
+  results = {'id_dataset': data_name, 'shift': shift, 'shift_source': y_source,
+             'pool_sizes': {k: len(v) for k, v in sets.items()}, 'trials': trials,
+             'permutations': permutations, 'alpha': alpha, 'seed': seed,
+             'power': {}, 'type1': {}}
+  for kernel in kernels:
+    p = pools[kernel]
+    results['power'][kernel] = power = mmd.power_curve(
+        p['x'], p['shift'], kernel, sizes, trials=trials, permutations=permutations,
+        alpha=alpha, seed=seed)
+    results['type1'][kernel] = mmd.power_curve(
+        p['x'], p['null'], kernel, [n for n in sizes if n in power], trials=trials,
+        permutations=permutations, alpha=alpha, seed=seed + 7)
+  if out_dir:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+  return results
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+  out = {}
+  for what in ('power', 'type1'):
+    for kernel, by_n in results[what].items():
+      out.update({f'{what}/{kernel}/n{n}': 100 * r['rate'] for n, r in by_n.items()})
+  return out
+
+
+def table_row(workdir: str, run: str, **settings) -> dict[str, float]:
+  """A function row: run_power on the SimCLR run at `run` (its 'embedding', its ID data)."""
+  loaded = inference.load_run(run)
+  data = loaded.config.data
+  settings.setdefault('data_dir', data.get('data_dir') or None)
+  results = run_power(loaded.predict_fns['embedding'], loaded.variables, data.name,
+                      image_size=data.get('image_size'), out_dir=workdir, **settings)
+  return flat_metrics(results)
+
+
+def plot_power(runs: Sequence[dict], path: str, title: str) -> None:
+  """Power (solid) and type-I error (dashed) against n per kernel, mean over runs, with the
+  nominal alpha and MMD-D's 0.744 on CIFAR-10.1 (n = 1031) for reference."""
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  fig = Figure(figsize=(5.5, 3.8))
+  ax = fig.add_subplot()
+  colors = {'cosine': 'tab:blue', 'gaussian': 'tab:orange'}
+  labels = {'cosine': 'contrastive cosine kernel', 'gaussian': 'Gaussian pixel kernel'}
+  for kernel in runs[0]['power']:
+    for what, style in (('power', '-'), ('type1', '--')):
+      ns = sorted(int(n) for n in runs[0][what][kernel])
+      mean = [np.mean([r[what][kernel][str(n) if str(n) in r[what][kernel] else n]['rate']
+                       for r in runs]) for n in ns]
+      ax.plot(ns, mean, style, marker='o', color=colors.get(kernel),
+              label=f'{labels.get(kernel, kernel)}: {"power" if what == "power" else "type I"}')
+  ax.axhline(runs[0]['alpha'], color='grey', lw=0.8, ls=':', label=f'alpha = {runs[0]["alpha"]}')
+  ax.plot([1031], [0.744], 'k*', label='MMD-D on CIFAR-10.1 (0.744)')
+  ax.set_xscale('log')
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_xlabel('sample size n (per side)')
+  ax.set_ylabel('rejection rate')
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=6.5, loc='center right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
