@@ -8,7 +8,8 @@ Presets (every row of a preset uses the same training protocol):
   runlocal  a few steps of a small CNN on the shipped CIFAR-10 sample (seconds; the tests)
   cpu       a width-16 ResNet, float32, on the first 8,000 (poisoned) CIFAR-10 training images
             for 5 epochs, PGD-3 adversarial training (about 40 minutes on an idle 2-core machine)
-  gpu       ResNet-18, the `short` protocol (8 epochs, bf16) of configs/coin/resnet18.py
+  gpu       ResNet-18, the `short` protocol (8 epochs, bf16) of configs/coin/resnet18.py, then
+            every setting again on VGG-16, DenseNet-121 and MobileNetV2
 Options: `dataset` (the base dataset; ';' for a comma inside it), `epochs` (> 0 replaces the
 preset's), `pgd_steps` (the PGD-AT row's attack steps), `theta_size`, `theta_samples`, `archs`
 (';'-separated model names; the paper averages ResNet-18, VGG-16, DenseNet-121 and MobileNetV2,
@@ -30,6 +31,9 @@ ORDER = ('clean', 'cuda', 'cuda_coin', 'cuda_jpeg', 'cuda_grayscale', 'clean_coi
          'vuda_coin', 'huda', 'huda_coin', 'cuda_cutout', 'cuda_mixup', 'cuda_cutmix',
          'cuda_pgd_at')
 COST = {'cuda_pgd_at': 3.0}  # PGD-10 adversarial training: about 3x a plain step at this size.
+# DenseNet-121's forward is 1.8x ResNet-18's FLOPs (XLA's count at 32x32; VGG-16 0.5x,
+# MobileNetV2 0.2x, kept at 1: small and depthwise convs run far below peak). Not yet timed.
+ARCH_COST = {'densenet121': 2.0}
 
 PRESETS = {
     'runlocal': 'protocol=short,runlocal,model=small_cnn',
@@ -67,7 +71,8 @@ def get_table(arg=None):
       'size': a.theta_size or (8 if a.preset == 'runlocal' else 0),
       'samples_per_class': 4 if a.preset == 'runlocal' else a.theta_samples}))
   rows += [_setting_row(f'{setting}_{arch}', setting, _with_model(common, arch), pgd_steps,
-                        True) for setting in ORDER for arch in archs[1:]]
+                        True, ARCH_COST.get(arch, 1.0))
+           for setting in ORDER for arch in archs[1:]]
   reference = {name: {'Test accuracy (%)': value} for name, value in resnet18.REFERENCE.items()}
   return Table(
       name=f'COIN on {a.dataset or DATASETS[a.preset]} ({a.preset} preset)', rows=rows,
@@ -88,13 +93,13 @@ def _with_model(common, model):
                   + [f'model={model}'])
 
 
-def _setting_row(name, setting, common, pgd_steps, grouped):
+def _setting_row(name, setting, common, pgd_steps, grouped, arch_cost=1.0):
   """A row of the config family for `setting`; `grouped`: a line averaged over architectures."""
   poison, defense = resnet18.SETTINGS[setting]
   arg_text = f'setting={setting},{common}'
   if setting == 'cuda_pgd_at' and pgd_steps:
     arg_text += f',pgd_steps={pgd_steps}'
-  return Row(name, config=CONFIG, arg=arg_text, cost=COST.get(setting, 1.0),
+  return Row(name, config=CONFIG, arg=arg_text, cost=COST.get(setting, 1.0) * arch_cost,
              group=setting if grouped else '',
              labels={'training data': poison or 'clean', 'defense': defense or 'none'})
 
