@@ -33,7 +33,8 @@ EVALUATORS = plugins.Registry('evaluator', package='jaxcv.evaluators', modules={
     **{name: f'jaxcv.evaluators.{name}' for name in (
         'classification', 'domains', 'feature_gap', 'generative', 'ood', 'robustness',
         'segmentation')},
-    'sbm': 'jaxcv.multimodal.evaluator', 'reconstruction': 'jaxcv.multimodal.evaluator'})
+    'sbm': 'jaxcv.multimodal.evaluator', 'reconstruction': 'jaxcv.multimodal.evaluator',
+    'pixel_geometry': 'jaxcv.san.evaluator'})
 register = EVALUATORS.register
 
 

@@ -13,7 +13,11 @@ predict, matching ('hungarian' | 'none'), num_clusters (K; default num_classes),
 ('majority' | 'none': extra clusters under overclustering), mapping_split (fit the Hungarian
 mapping on this split of the same dataset instead of the evaluated one, as IIC+), num_classes
 (default: the dataset's class count), ignore_index (used when the dataset declares none),
-per_class (also yield iou/<class name>).
+per_class (also yield iou/<class name>), cluster_usage (also yield clusters_used and
+cluster_entropy_norm of the predictions over the scored pixels: jaxcv/segmentation/clusters.py),
+min_cluster_share (a cluster is in use above this share of the pixels; default 0.001),
+figure_examples (write examples.png with that many images, ground truth and matched predictions
+coloured by class, into the evaluator's artefact folder; default 0).
 Labels outside [0, num_classes) that are negative or the ignore index are not scored; any other
 out-of-range label is an error.
 """
@@ -35,7 +39,7 @@ from jaxcv.data.dataset import ArrayDataset
 from jaxcv.data.registry import load_dataset
 from jaxcv.errors import ConfigError
 from jaxcv.evaluators.base import register
-from jaxcv.segmentation import metrics
+from jaxcv.segmentation import clusters, metrics
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,8 @@ def _label_dtype(num_classes: int):
 class SegmentationEvaluator:
   """See the module docstring; yields pixel_accuracy, miou, class_accuracy (fractions)."""
 
-  def __init__(self, eval_config, config, task, mesh):
+  def __init__(self, eval_config, config, task, mesh, artefacts=None):
+    self.artefacts = artefacts
     self.matching = eval_config.get('matching', 'hungarian')
     if self.matching not in MATCHINGS:
       raise ConfigError(f'segmentation matching must be one of {MATCHINGS}, got '
@@ -94,6 +99,10 @@ class SegmentationEvaluator:
       raise ConfigError(f"matching='none' scores class predictions: num_clusters="
                         f'{self.num_clusters} must equal num_classes={self.num_classes}')
     self.per_class = bool(eval_config.get('per_class', False))
+    self.cluster_usage = bool(eval_config.get('cluster_usage', False))
+    self.min_cluster_share = float(eval_config.get('min_cluster_share', 0.001))
+    figure_examples = min(int(eval_config.get('figure_examples', 0)), len(data))
+    self._figure_data = (data.subset(np.arange(figure_examples)) if figure_examples else None)
 
     divisor = parallel.batch_divisor(mesh)
     self.batch_size = math.ceil(eval_config.get('batch_size', 32) / divisor) * divisor
@@ -125,6 +134,8 @@ class SegmentationEvaluator:
       return running + metrics.confusion_matrix(pred, batch['label'], self.num_clusters,
                                                 self.num_classes)
     self._accumulate = jax.jit(accumulate)
+    self._predict = jax.jit(lambda variables, images: self._to_prediction(
+        predict(variables, augment.to_float(images)), images.shape[:3]))
     log.info('segmentation: %s:%s, %d examples, %d classes, %d clusters, matching=%s%s, '
              'ignore_index=%s', self._dataset, eval_config.split, self._split.num_examples,
              self.num_classes, self.num_clusters, self.matching,
@@ -208,3 +219,41 @@ class SegmentationEvaluator:
     if self.per_class:
       for class_name, iou in zip(self.class_names, scores['per_class_iou']):
         yield f'iou/{class_name}', float(iou)
+    if self.cluster_usage:
+      usage = clusters.cluster_usage(confusion.sum(axis=1), self.min_cluster_share)
+      yield 'clusters_used', usage['clusters_used']
+      yield 'cluster_entropy_norm', float(usage['cluster_entropy_norm'])
+    if self._figure_data is not None and self.artefacts is not None and self.artefacts.enabled:
+      self._write_figure(variables, mapping)
+
+  def _write_figure(self, variables, mapping):
+    """examples.png: image, ground truth, prediction (clusters coloured as their matched
+    class; unmatched clusters and void pixels black)."""
+    from jaxcv.evaluators.artefacts import new_figure  # pylint: disable=import-outside-toplevel
+    data = self._figure_data
+    pred = np.asarray(jax.device_get(self._predict(variables, jnp.asarray(data.images))))
+    if mapping is not None:
+      pred = np.asarray(mapping)[pred]
+    labels = self._labels(data.labels, 'figure')
+    palette = class_palette(self.num_classes)
+    n = len(data)
+    figure = new_figure(figsize=(7.5, 2.0 * n))
+    for i in range(n):
+      for j, (title, picture) in enumerate((('image', data.images[i]),
+                                            ('ground truth', palette[labels[i]]),
+                                            ('prediction', palette[pred[i]]))):
+        axis = figure.add_subplot(n, 3, 3 * i + j + 1)
+        axis.imshow(picture.squeeze())
+        axis.set_axis_off()
+        if i == 0:
+          axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    self.artefacts.figure('examples.png', figure)
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+  """uint8 [num_classes + 1, 3] colours indexed by class, the last (index -1) black."""
+  from matplotlib import colormaps  # pylint: disable=import-outside-toplevel
+  cmap = colormaps['tab20']
+  colours = [cmap(i % 20)[:3] for i in range(num_classes)] + [(0.0, 0.0, 0.0)]
+  return (np.asarray(colours) * 255).astype(np.uint8)
