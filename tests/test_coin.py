@@ -180,10 +180,12 @@ def test_every_setting_of_the_config_family_loads():
 def test_the_table_runs_two_settings_and_theta_at_runlocal(tmp_path, monkeypatch):
   monkeypatch.setenv('JAXCV_CACHE_DIR', str(tmp_path / 'cache'))
   workdir = tmp_path / 'runs'
-  spec = f'{TABLE}:runlocal,dataset=synthetic:n=128;size=8;classes=4,theta_samples=1'
-  records = sweep.run_table(spec, str(workdir), rows=['cuda', 'cuda_coin', 'theta'])
+  # A second architecture (an MLP, cheap to compile) for the CUDA line.
+  spec = (f'{TABLE}:runlocal,dataset=synthetic:n=128;size=8;classes=4,theta_samples=1,'
+          'archs=small_cnn;mlp')
+  records = sweep.run_table(spec, str(workdir), rows=['cuda', 'cuda_coin', 'theta', 'cuda_mlp'])
   assert [(r['name'], r['status']) for r in records] == [
-      ('cuda', 'ok'), ('cuda_coin', 'ok'), ('theta', 'ok')]
+      ('cuda', 'ok'), ('cuda_coin', 'ok'), ('theta', 'ok'), ('cuda_mlp', 'ok')]
   coin_config = json.loads((workdir / 'cuda_coin' / 'config.json').read_text())
   assert 'coin(alpha=2.0' in coin_config['data']['augment']
   assert coin_config['data']['name'].startswith('cuda(pb=0.3,seed=0):synthetic')
@@ -193,14 +195,17 @@ def test_the_table_runs_two_settings_and_theta_at_runlocal(tmp_path, monkeypatch
                for name in ('cuda', 'cuda_coin')]
   assert summaries[0]['test/loss'] != pytest.approx(summaries[1]['test/loss'], rel=1e-4)
   rows = report.collect(workdir)
-  assert [r['name'] for r in rows] == ['cuda', 'cuda_coin']
+  assert [r['name'] for r in rows] == ['cuda', 'cuda_coin', 'cuda_mlp']
   text = (workdir / 'coin_table.md').read_text()
-  for r in rows:
+  for r, model in zip(rows, ('small_cnn', 'small_cnn', 'mlp')):
     line = next(line for line in text.splitlines() if line.startswith(f'| {r["name"]} |'))
-    assert line.split(' | ')[1:3] == ['small_cnn', 'cuda'] and f' {r["accuracy"]:.2f} |' in line
+    assert line.split(' | ')[1:3] == [model, 'cuda'] and f' {r["accuracy"]:.2f} |' in line
   assert 'Θ_imi' in text and (workdir / 'coin_table.png').stat().st_size > 1000
   generic = (workdir / 'table.md').read_text()
   assert '| cuda_coin | cuda | coin |' in generic and '[72.41 [R]]' in generic
+  # The CUDA line is the mean over the two architectures, n = 2.
+  mean = (rows[0]['accuracy'] + rows[2]['accuracy']) / 2
+  assert f'| cuda | cuda | none | {mean:.2f} ± ' in generic and ' | 2 | ok |' in generic
   assert '| theta |' not in generic  # An analysis row, rendered by the COIN hook only.
   # Every setting of the family is a row of the table, plus the alpha sweep and Θ; the gpu
   # preset repeats every setting on the paper's other three architectures, one line per setting.
