@@ -86,8 +86,15 @@ class ClusterTask(Task):
 @register('san')
 class SANTask(ClusterTask):
   section = 'san'
-  defaults = {'con': 1.0, 'rec': 1.0, 'orth': 0.1, 'sem': 0.0, 'mi': 0.0, 'half_t': 1,
-              'lamb': 1.0}
+  defaults = {'con': 1.0, 'rec': 1.0, 'orth': 0.1, 'orth_on': 'generated', 'sem': 0.0,
+              'mi': 0.0, 'half_t': 1, 'lamb': 1.0}
+  ORTH_ON = ('generated', 'updated', 'both')
+
+  def __init__(self, config, info):
+    super().__init__(config, info)
+    if self.options['orth_on'] not in self.ORTH_ON:
+      raise ConfigError(f'san.orth_on must be one of {self.ORTH_ON}, got '
+                        f'{self.options["orth_on"]!r}')
   network = SANNet
 
   def init_variables(self, rng):
@@ -106,7 +113,10 @@ class SANTask(ClusterTask):
     terms = {
         'l_con': losses.consistency_loss(out['features'], out['generated']),
         'l_rec': losses.reconstruction_loss(out['reconstruction'], x),
-        'l_orth': losses.orthogonality_loss(out['batch_semantic']),
+        'l_orth': (losses.orthogonality_loss(out['batch_semantic'])
+                   if o['orth_on'] in ('generated', 'both') else 0.0)
+                  + (losses.orthogonality_loss(out['updated_semantic'])
+                     if o['orth_on'] in ('updated', 'both') else 0.0),
         'l_sem': jnp.mean(jnp.sum(jnp.square(
             out['semantic'] - jax.lax.stop_gradient(out['updated_semantic'])), -1)),
     }

@@ -155,7 +155,8 @@ def read_potsdam(root: Path, split: str, size=None, coarse: bool = False) -> Arr
   for image_path, label_path in paths:
     image = np.asarray(loadmat(image_path)['img'])[..., :3]
     if image.dtype != np.uint8:  # Stored as floats in [0, 1] or [0, 255]: to uint8.
-      image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+      image = np.clip(np.round(image * (255.0 if image.max() <= 1.0 else 1.0)), 0, 255)
+      image = image.astype(np.uint8)
     label = np.asarray(loadmat(label_path)['gt'])
     if size is not None and image.shape[:2] != tuple(size):
       image = sources.resize_array(image, size)
