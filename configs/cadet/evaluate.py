@@ -18,14 +18,15 @@ from jaxcv import config as config_lib
 from jaxcv.errors import ConfigError
 
 PRESETS = {
-    # runlocal: seconds; synthetic novel data, one corruption, PGD only, few views.
+    # runlocal: seconds; synthetic novel data, one corruption, PGD and CW, few views.
     'runlocal': dict(calibration_examples=40, id_val_examples=20, id_test_examples=40,
                      ood_examples=20, batch_size=20, attack_steps=2, attacks='pgd,cw',
-                     cw_steps=2, n_views='3,4', min_scales='0.2', corruptions='contrast',
-                     severities='5', novel='synthetic:n=32,size=24,classes=3@test'),
-    # cpu: 500 images per shift split; n_t in {10, 25} at crop scale (0.2, 1).
-    'cpu': dict(calibration_examples=1000, id_val_examples=500, id_test_examples=1000,
-                ood_examples=500, attack_steps=10, cw_steps=20, n_views='10,25',
+                     cw_steps=2, n_views='4', min_scales='0.2', corruptions='contrast',
+                     severities='5', novel='synthetic:n=32,size=32,classes=3@test'),
+    # cpu: 400 images per shift split; n_t in {10, 5} at crop scale (0.2, 1) (n_t = 10 the
+    # main setting); CW-L2 with 5 x 10 Adam steps.
+    'cpu': dict(calibration_examples=800, id_val_examples=400, id_test_examples=800,
+                ood_examples=400, attack_steps=10, cw_steps=10, n_views='10,5',
                 min_scales='0.2', corruptions='gaussian_noise,contrast', severities='5'),
     # gpu: the spec's sweep of n_t and min-scale on 1,000-image splits.
     'gpu': dict(calibration_examples=2000, id_val_examples=1000, id_test_examples=2000,

@@ -85,7 +85,9 @@ def adversarial_splits(classifier, data_name: str, data_dir, image_size, attacks
   splits, accuracies = [], {'clean': accuracy(clean.images)}
   for attack in _list(attacks):
     settings = AttackSettings(attack, steps=cw_steps if attack == 'cw' else attack_steps)
-    images = broad._crafted(classifier, clean, settings, seed, batch_size, cache_dir)  # pylint: disable=protected-access
+    # BROAD's cached crafting: every encoder's benchmark shares the crafted sets.
+    crafted = broad._crafted  # pylint: disable=protected-access
+    images = crafted(classifier, clean, settings, seed, batch_size, cache_dir)
     splits.append(broad.Split(attack, 'adversarial', images, clean.labels,
                               f'{settings.name} crafted on {classifier.name}, float'))
     accuracies[attack] = accuracy(images)

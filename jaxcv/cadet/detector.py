@@ -67,21 +67,20 @@ class CADet(BaseDetector):
     self._fitted = True
     return self
 
-  def terms_of(self, stats: score_lib.ViewStats) -> dict[str, np.ndarray]:
+  def _check_fitted(self) -> None:
     if self.calibration is None:
       raise RuntimeError(f'{self.spec}: call fit_images() on ID images before scoring')
-    return self.calibration.terms(stats)
 
   def score_terms(self, embed, variables, images, rng) -> dict[str, np.ndarray]:
     """Every term's ID-ness scores from one pass of views."""
-    return self.terms_of(self.stats(embed, variables, images, rng))
+    self._check_fitted()
+    return self.calibration.terms(self.stats(embed, variables, images, rng))
 
   def score_images(self, embed, variables, images, rng) -> np.ndarray:
     return self.score_terms(embed, variables, images, rng)[self.term]
 
   def p_values(self, scores: np.ndarray, term: Optional[str] = None) -> np.ndarray:
-    if self.calibration is None:
-      raise RuntimeError(f'{self.spec}: call fit_images() on ID images before p_values()')
+    self._check_fitted()
     return self.calibration.p_values(term or self.term, scores)
 
   def fit(self, train):
