@@ -36,15 +36,19 @@ PRESETS = {
 }
 
 
+def preset_settings(preset: str) -> dict:
+  if preset not in PRESETS:
+    raise ConfigError(f'preset must be one of {", ".join(PRESETS)}, got {preset!r}')
+  return PRESETS[preset]
+
+
 def get_config(arg=None):
+  from jaxcv.evaluators import ood  # pylint: disable=import-outside-toplevel
   arg = config_lib.parse_arg(arg, preset='cpu', run='', classifier='', seed=0)
-  if arg.preset not in PRESETS:
-    raise ConfigError(f'preset must be one of {", ".join(PRESETS)}, got {arg.preset!r}')
+  settings = dict(type='cadet', classifier_run=arg.classifier, seed=arg.seed,
+                  **preset_settings(arg.preset))
   if not arg.run:
     raise ConfigError('configs/cadet/evaluate.py needs run=<workdir of the SimCLR run>')
-  from jaxcv.evaluators import ood  # pylint: disable=import-outside-toplevel
-  config = ood.evaluation_config(arg.run)  # The run's own config, evaluation only.
-  config.evals = ml_collections.ConfigDict({'cadet': {
-      'type': 'cadet', 'classifier_run': arg.classifier, 'seed': arg.seed,
-      **PRESETS[arg.preset]}})
+  config = ood.evaluation_config(arg.run)  # The SimCLR run's own config, evaluation only.
+  config.evals = ml_collections.ConfigDict({'cadet': settings})
   return config

@@ -176,11 +176,16 @@ def run_detection(embed, variables, data_name: str, *, classifier=None,
                   'total': round(time.perf_counter() - start, 1)},
   }
   if out_dir:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    (out / 'cadet_results.md').write_text(results_markdown(results))
+    write_results(results, out_dir)
   return results
+
+
+def write_results(results: dict, out_dir) -> None:
+  """cadet_results.json and cadet_results.md in out_dir."""
+  Path(out_dir).mkdir(parents=True, exist_ok=True)
+  for name, text in ((RESULTS_FILE, json.dumps(results, indent=2)),
+                     ('cadet_results.md', results_markdown(results))):
+    (Path(out_dir) / name).write_text(text)
 
 
 def results_markdown(results: dict) -> str:
