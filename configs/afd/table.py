@@ -10,8 +10,8 @@ on the fine-tuned weights). A table line is a method: mean ± std over the seeds
 Presets:
   runlocal  a small CNN on the shipped CIFAR-10 sample, a few steps, vAFT and AFD only (tests)
   cpu       width-16 ResNet, float32: natural 4 epochs on the first 10,000 training images,
-            fine-tuning 1 epoch on the first 5,000 with PGD-5; attacks on `examples` test images
-            (default 500) with APGD-10 and 2 targets (about 40 minutes on an idle 2-core machine)
+            fine-tuning 1 epoch on the first 4,000 with PGD-5; attacks on `examples` test images
+            (default 300) with APGD-10 and 2 targets (about 40 minutes on an idle 2-core machine)
   gpu       ResNet-18, bf16: natural 10 epochs, fine-tuning 2 epochs, every test image
 Options: dataset (';' for a comma inside it), seeds, examples (0: all 10,000), natural_epochs,
 finetune_epochs, apgd_steps, targets, methods (';'-separated subset of
@@ -34,8 +34,8 @@ PRESETS = {
                      targets=2, eval_batch=32, methods='vaft;afd'),
     'cpu': dict(common='model=resnet_tiny,dtype=float32,eval_examples=200',
                 natural='epochs=4,batch=128,lr=0.2,train_examples=10000',
-                finetune='epochs=1,batch=128,pgd_steps=5,train_examples=5000', seeds=3,
-                examples=500, apgd_steps=10, targets=2, eval_batch=500,
+                finetune='epochs=1,batch=128,pgd_steps=5,train_examples=4000', seeds=3,
+                examples=300, apgd_steps=10, targets=2, eval_batch=500,
                 methods='vaft;afd;afd_gamma0;afd_ab0'),
     'gpu': dict(common='eval_examples=1000', natural='epochs=10', finetune='epochs=2,batch=512',
                 seeds=3, examples=0, apgd_steps=100, targets=9, eval_batch=500,
