@@ -131,8 +131,8 @@ def test_alignment_and_uniformity_match_wang_and_isola():
                              np.mean(np.linalg.norm(x - y, axis=1) ** 2), rtol=1e-5)
   i, j = np.triu_indices(len(x), k=1)
   pdist = np.linalg.norm(x[i] - x[j], axis=1)
-  np.testing.assert_allclose(float(clusters.uniformity(x)), np.log(np.mean(np.exp(-2 * pdist ** 2))),
-                             rtol=1e-4)
+  np.testing.assert_allclose(float(clusters.uniformity(x)),
+                             np.log(np.mean(np.exp(-2 * pdist ** 2))), rtol=1e-4)
   # Total collapse: uniformity 0; spread points: clearly negative.
   assert float(clusters.uniformity(np.tile(x[:1], (10, 1)))) == pytest.approx(0.0, abs=1e-5)
   assert float(clusters.uniformity(x)) < -1.0

@@ -38,7 +38,8 @@ def test_resized_view_keeps_labels_valid():
 # STEGO's other transcription of the 27 classes (src/data.py `cocostuff_to_27_classes`): fine ids
 # grouped per coarse class, in another class order. Our map must be the same partition.
 STEGO_GROUPS = [
-    [0], [1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14], [15, 16, 17, 18, 19, 20, 21, 22, 23, 24],
+    [0], [1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14],
+    [15, 16, 17, 18, 19, 20, 21, 22, 23, 24],
     [25, 26, 27, 28, 29, 30, 31, 32], [33, 34, 35, 36, 37, 38, 39, 40, 41, 42],
     [43, 44, 45, 46, 47, 48, 49, 50], [51, 52, 53, 54, 55, 56, 57, 58, 59, 60],
     [61, 62, 63, 64, 65, 66, 67, 68, 69, 70], [71, 72, 73, 74, 75, 76], [77, 78, 79, 80, 81, 82],

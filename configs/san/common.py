@@ -16,9 +16,11 @@ PRESETS = {
                      vit_depth=1, heads=2, patch=8, eval_examples=8, geometry_examples=4,
                      pixels=256, lr=1e-3),
     'cpu': dict(camvid=(96, 128), steps=300, batch=8, width=32, dim=32, depth=2, vit_hidden=64,
-                vit_depth=2, heads=4, patch=16, eval_examples=0, geometry_examples=24, pixels=2048, lr=1e-3),
-    'gpu': dict(camvid=None, steps=6000, batch=32, width=64, dim=64, depth=3, vit_hidden=128, vit_depth=4,
-                heads=4, patch=20, eval_examples=0, geometry_examples=64, pixels=4096, lr=5e-4),
+                vit_depth=2, heads=4, patch=16, eval_examples=0, geometry_examples=24,
+                pixels=2048, lr=1e-3),
+    'gpu': dict(camvid=None, steps=2000, batch=32, width=64, dim=64, depth=3, vit_hidden=128,
+                vit_depth=4, heads=4, patch=20, eval_examples=0, geometry_examples=64,
+                pixels=4096, lr=5e-4),
 }
 DATA = ('camvid', 'textures')
 

@@ -38,6 +38,15 @@ EVALUATORS = plugins.Registry('evaluator', package='jaxcv.evaluators', modules={
 register = EVALUATORS.register
 
 
+def predict_function(task, name: str, evaluator: str):
+  """The task's predict function `name`; a ConfigError naming the ones it has otherwise."""
+  fns = task.predict_fns()
+  if name not in fns:
+    raise ConfigError(f'{evaluator} evaluator: the task has no predict function {name!r}; it has '
+                      f'{sorted(fns)}')
+  return fns[name]
+
+
 def build_evaluators(config: ml_collections.ConfigDict, task, mesh: Mesh,
                      workdir: Optional[str] = None) -> dict[str, Evaluator]:
   """One evaluator per entry of config.evals, keyed by the entry's name. Evaluators whose

@@ -38,7 +38,7 @@ from jaxcv.data import augment
 from jaxcv.data.dataset import ArrayDataset
 from jaxcv.data.registry import load_dataset
 from jaxcv.errors import ConfigError
-from jaxcv.evaluators.base import register
+from jaxcv.evaluators.base import predict_function, register
 from jaxcv.segmentation import clusters, metrics
 
 log = logging.getLogger(__name__)
@@ -117,12 +117,7 @@ class SegmentationEvaluator:
       self._mapping_split = self._put(
           self._load(eval_config, config, task, mapping_split), mapping_split)
 
-    name = eval_config.get('predict', 'segment')
-    fns = task.predict_fns()
-    if name not in fns:
-      raise ConfigError(f'segmentation evaluator: the task has no predict function {name!r}; '
-                        f'it has {sorted(fns)}')
-    predict = fns[name]
+    predict = predict_function(task, eval_config.get('predict', 'segment'), 'segmentation')
 
     def accumulate(variables, arrays, index, running):
       batch = jax.tree.map(

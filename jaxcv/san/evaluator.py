@@ -18,8 +18,7 @@ import numpy as np
 
 from jaxcv.data import augment
 from jaxcv.data.registry import load_dataset
-from jaxcv.errors import ConfigError
-from jaxcv.evaluators.base import register
+from jaxcv.evaluators.base import predict_function, register
 from jaxcv.san.views import ViewOptions, jitter
 from jaxcv.segmentation import clusters
 
@@ -39,12 +38,7 @@ class PixelGeometryEvaluator:
     self.pixels = int(eval_config.get('pixels', 2048))
     self.t, self.alpha = float(eval_config.get('t', 2.0)), float(eval_config.get('alpha', 2.0))
     self.seed = int(eval_config.get('seed', 0))
-    name = eval_config.get('predict', 'embed')
-    fns = task.predict_fns()
-    if name not in fns:
-      raise ConfigError(f'pixel_geometry evaluator: the task has no predict function {name!r}; '
-                        f'it has {sorted(fns)}')
-    predict = fns[name]
+    predict = predict_function(task, eval_config.get('predict', 'embed'), 'pixel_geometry')
     views = ViewOptions()
 
     def pair(variables, images, rng):

@@ -10,8 +10,8 @@
 - `SANNet`: encoder + generator + SEAT + an image decoder (for L_Rec). S is batch-wise: like
   BatchNorm, training uses the batch's S and keeps a running mean (collection 'semantic') that
   evaluation uses, so a pixel's cluster never depends on the other images of its batch.
-- `IICNet`: encoder + 1x1 softmax heads (main K, optional overclustering head).
-- `PiCIENet`: encoder; its K centroids live in the task's k-means state (collection 'kmeans').
+- `ClusterNet`: encoder + 1x1 softmax heads (IIC: main K, optional overclustering head), or the
+  encoder alone (PiCIE: its K centroids live in the task's k-means state, collection 'kmeans').
 The architecture is reconstructed (no official SAN code): docs/san.md.
 """
 
@@ -173,9 +173,12 @@ class SANNet(nn.Module):
     return out
 
 
-class IICNet(nn.Module):
-  """Encoder + 1x1 heads: 'logits' [N, h, w, K] and, with overcluster > 0, 'logits_over'."""
+class ClusterNet(nn.Module):
+  """Encoder + optional 1x1 heads, for the baselines: 'features' (normalised) [N, h, w, dim];
+  with heads (IIC), 'logits' [N, h, w, K] and, with overcluster > 0, 'logits_over'. Without
+  (PiCIE), the K centroids are the task's k-means state."""
   num_clusters: int
+  heads: bool = True
   overcluster: int = 0
   width: int = 32
   dim: int = 32
@@ -186,24 +189,10 @@ class IICNet(nn.Module):
   def __call__(self, images: jax.Array, train: bool = False) -> dict:
     del train
     features = PixelEncoder(self.width, self.dim, self.stride, self.depth, name='encoder')(images)
-    hidden = nn.relu(features)  # IIC's heads act on the trunk's activations.
-    out = {'features': l2_normalize(features),
-           'logits': nn.Conv(self.num_clusters, (1, 1), name='head')(hidden)}
-    if self.overcluster:
-      out['logits_over'] = nn.Conv(self.overcluster, (1, 1), name='head_over')(hidden)
+    out = {'features': l2_normalize(features)}
+    if self.heads:
+      hidden = nn.relu(features)  # IIC's heads act on the trunk's activations.
+      out['logits'] = nn.Conv(self.num_clusters, (1, 1), name='head')(hidden)
+      if self.overcluster:
+        out['logits_over'] = nn.Conv(self.overcluster, (1, 1), name='head_over')(hidden)
     return out
-
-
-class PiCIENet(nn.Module):
-  """Encoder only: 'features' (normalised) [N, h, w, dim]; centroids are k-means state."""
-  num_clusters: int
-  width: int = 32
-  dim: int = 32
-  stride: int = 4
-  depth: int = 2
-
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False) -> dict:
-    del train
-    features = PixelEncoder(self.width, self.dim, self.stride, self.depth, name='encoder')(images)
-    return {'features': l2_normalize(features)}

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxcv.data.augment import to_float
 from jaxcv.errors import ConfigError
 from jaxcv.san import losses
-from jaxcv.san.models import IICNet, PiCIENet, SANNet
+from jaxcv.san.models import ClusterNet, SANNet
 from jaxcv.san.views import ViewOptions, to_first_view, two_views
 from jaxcv.segmentation.clusters import l2_normalize
 from jaxcv.tasks import register
@@ -48,6 +48,7 @@ class ClusterTask(Task):
   section = ''
   defaults: dict = {}
   network = None
+  network_options: dict = {}  # Fixed constructor arguments of `network` beyond model.kwargs.
 
   def __init__(self, config, info):
     given = config.get(self.section)
@@ -67,7 +68,8 @@ class ClusterTask(Task):
 
   def build_model(self):
     try:
-      return self.network(num_clusters=self.num_clusters, **self.config.model.kwargs.to_dict())
+      return self.network(num_clusters=self.num_clusters, **self.network_options,
+                          **self.config.model.kwargs.to_dict())
     except TypeError as e:
       raise ConfigError(f'config.model.kwargs for task {self.config.task!r}: {e}') from None
 
@@ -150,12 +152,11 @@ class SANTask(ClusterTask):
 class IICTask(ClusterTask):
   section = 'iic'
   defaults = {'overcluster': 0, 'half_t': 1, 'lamb': 1.0}
-  network = IICNet
+  network = ClusterNet
 
   def build_model(self):
-    kwargs = self.config.model.kwargs.to_dict()
-    return IICNet(num_clusters=self.num_clusters, overcluster=int(self.options['overcluster']),
-                  **kwargs)
+    self.network_options = {'overcluster': int(self.options['overcluster'])}
+    return super().build_model()
 
   def loss(self, params, model_state, extra, batch, rng):
     del extra
@@ -180,7 +181,8 @@ class IICTask(ClusterTask):
 class PiCIETask(ClusterTask):
   section = 'picie'
   defaults = {'temperature': 0.1, 'within': 1.0, 'cross': 1.0, 'count_decay': 0.99}
-  network = PiCIENet
+  network = ClusterNet
+  network_options = {'heads': False}
 
   def init_variables(self, rng):
     params, state = super().init_variables(rng)

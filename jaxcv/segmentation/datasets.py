@@ -66,7 +66,8 @@ POTSDAM3_CLASSES = ('roads and cars', 'buildings and clutter', 'vegetation and t
 POTSDAM_6_TO_3 = (0, 1, 2, 2, 0, 1)
 POTSDAM_SPLIT_FILES = {'train': ('labelled_train.txt',), 'val': ('labelled_test.txt',),
                        'unlabelled_train': ('unlabelled_train.txt',),
-                       'train+val': ('labelled_train.txt', 'labelled_test.txt'), 'all': ('all.txt',)}
+                       'train+val': ('labelled_train.txt', 'labelled_test.txt'),
+                       'all': ('all.txt',)}
 
 
 def _missing(what: str, expected) -> None:
@@ -101,7 +102,8 @@ def _read_pairs(images: Sequence[Path], labels: Sequence[Path], size, table, off
   return ArrayDataset(x, np.stack(y), classes, source=source)
 
 
-def read_cocostuff27(root: Path, split: str, size=None, image_list: str = 'curated') -> ArrayDataset:
+def read_cocostuff27(root: Path, split: str, size=None,
+                     image_list: str = 'curated') -> ArrayDataset:
   """COCO-Stuff-27 (PiCIE / STEGO): `cocostuff/images/<train2017|val2017>/<id>.jpg`,
   `cocostuff/annotations/<dir>/<id>.png` (stuffthingmaps: fine ids 0..181, 255 unlabelled) and,
   with image_list='curated', the curated list
