@@ -168,13 +168,14 @@ def _task(cls, name, **section):
 
 
 def test_san_evaluates_with_the_running_semantic_embeddings():
-  task = _task(SANTask, 'san', orth=0.1)
+  task = _task(SANTask, 'san', orth=0.1, mi=0.5)  # With the optional IIC term.
   params, state = task.init_variables(jax.random.PRNGKey(0))
   images = jax.random.uniform(jax.random.PRNGKey(1), (4, 16, 16, 3))
   loss_fn = jax.jit(task.loss)
   loss, (metrics, new_state) = loss_fn(params, state, None, {'image': images},
                                        jax.random.PRNGKey(2))
-  assert np.isfinite(float(loss)) and {'l_con', 'l_rec', 'l_orth', 'clusters_used'} <= set(metrics)
+  assert np.isfinite(float(loss))
+  assert {'l_con', 'l_rec', 'l_orth', 'l_mi', 'clusters_used'} <= set(metrics)
   running = np.asarray(new_state['semantic']['running'])
   assert not np.allclose(running, 0.0)  # The first batch's S, then a running mean.
   segment = jax.jit(task.predict_fns()['segment'])
@@ -183,9 +184,9 @@ def test_san_evaluates_with_the_running_semantic_embeddings():
   first = np.asarray(segment(variables, images))[0]
   among_others = np.asarray(segment(variables, others.at[2].set(images[0])))[2]
   np.testing.assert_allclose(first, among_others, rtol=1e-5, atol=1e-5)  # Batch-independent.
-  # The total is the weighted sum of the terms (weights con 1, rec 1, orth 0.1, sem 0 here).
+  # The total is the weighted sum of the terms (con 1, rec 1, orth 0.1, sem 0, mi 0.5 here).
   expected = (float(metrics['l_con']) + float(metrics['l_rec'])
-              + 0.1 * float(metrics['l_orth']))
+              + 0.1 * float(metrics['l_orth']) + 0.5 * float(metrics['l_mi']))
   assert float(loss) == pytest.approx(expected, rel=1e-4)
 
 

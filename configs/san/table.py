@@ -8,9 +8,9 @@ Rows <method>_s<seed> for method in san, iic, picie, san_no_rec, san_no_orth (se
 method first, so a deadline cuts whole seeds, not methods). Every row is scored on CamVid test
 (233 images; cpu preset: downscaled to 96x128) with K = 11 clusters, Hungarian-matched over the
 whole split (transductive), plus cluster usage and the alignment / uniformity of the L2-normalised
-pixel embeddings. The render hook writes san_examples.png (seed 0 of each method: image, ground
-truth, matched prediction) and san_table.md.
-Options: seeds (default 2; runlocal 1), data (camvid | textures), methods ('+'-separated subset).
+pixel embeddings. The render hook writes san_examples.png (the last seed of each method: image,
+ground truth, matched prediction) and san_table.md.
+Options: seeds (default 3; runlocal 1), data (camvid | textures), methods ('+'-separated subset).
 """
 
 import json
@@ -30,7 +30,7 @@ COSTS = {'san': 1.0, 'iic': 1.5, 'picie': 1.5, 'san_no_rec': 1.0, 'san_no_orth':
 
 
 def get_table(arg=None):
-  a = parse_table_arg(arg, seeds=2, data='', methods='+'.join(METHODS))
+  a = parse_table_arg(arg, seeds=3, data='', methods='+'.join(METHODS))
   seeds = 1 if a.preset == 'runlocal' else a.seeds
   methods = [m for m in a.methods.split('+') if m]
   unknown = sorted(set(methods) - set(METHODS))
@@ -68,8 +68,8 @@ def get_table(arg=None):
 
 
 def render(results, workdir):
-  """san_examples.png: the seed-0 rows' segmentation examples stacked (each row's evaluator
-  wrote seg/examples.png); san_table.md: per-seed values of every row."""
+  """san_examples.png: one row per method (its last seed), side by side (each row's evaluator
+  wrote seg/examples.png); san_table.md / .json: the values of every row."""
   lines = ['| row | pixel acc | mIoU | clusters used | entropy | uniformity | alignment |',
            '|---|---|---|---|---|---|---|']
   for name in sorted(results):
@@ -82,9 +82,13 @@ def render(results, workdir):
     f.write('\n'.join(lines) + '\n')
   with open(os.path.join(workdir, 'san_table.json'), 'w') as f:
     json.dump(results, f, indent=1, default=float)
-  pictures = [(name, os.path.join(workdir, name, 'seg', 'examples.png'))
-              for name in sorted(results) if name.endswith('_s0')]
-  pictures = [(n, p) for n, p in pictures if os.path.isfile(p)]
+  # One row per method: its last seed with a figure.
+  latest = {}
+  for name in sorted(results, key=lambda n: (n.rsplit('_s', 1)[0], int(n.rsplit('_s', 1)[1]))):
+    path = os.path.join(workdir, name, 'seg', 'examples.png')
+    if os.path.isfile(path):
+      latest[name.rsplit('_s', 1)[0]] = (name, path)
+  pictures = [latest[m] for m in METHODS if m in latest]
   if not pictures:
     return
   from matplotlib import image as mpimg  # pylint: disable=import-outside-toplevel

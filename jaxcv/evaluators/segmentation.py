@@ -16,8 +16,8 @@ mapping on this split of the same dataset instead of the evaluated one, as IIC+)
 per_class (also yield iou/<class name>), cluster_usage (also yield clusters_used and
 cluster_entropy_norm of the predictions over the scored pixels: jaxcv/segmentation/clusters.py),
 min_cluster_share (a cluster is in use above this share of the pixels; default 0.001),
-figure_examples (write examples.png with that many images, ground truth and matched predictions
-coloured by class, into the evaluator's artefact folder; default 0).
+figure_examples (write examples.png with that many evenly spaced images, ground truth and
+matched predictions coloured by class, into the evaluator's artefact folder; default 0).
 Labels outside [0, num_classes) that are negative or the ignore index are not scored; any other
 out-of-range label is an error.
 """
@@ -102,7 +102,9 @@ class SegmentationEvaluator:
     self.cluster_usage = bool(eval_config.get('cluster_usage', False))
     self.min_cluster_share = float(eval_config.get('min_cluster_share', 0.001))
     figure_examples = min(int(eval_config.get('figure_examples', 0)), len(data))
-    self._figure_data = (data.subset(np.arange(figure_examples)) if figure_examples else None)
+    # Evenly spaced over the split (neighbouring video frames look alike).
+    self._figure_data = (data.subset(np.linspace(0, len(data) - 1, figure_examples).astype(int))
+                         if figure_examples else None)
 
     divisor = parallel.batch_divisor(mesh)
     self.batch_size = math.ceil(eval_config.get('batch_size', 32) / divisor) * divisor
