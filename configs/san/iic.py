@@ -12,6 +12,7 @@ from . import common
 def get_config(arg=None):
   config, _, arg, _ = common.base(dict(overcluster=0, lamb=1.0), arg)
   config.task = 'iic_seg'
+  config.model.name = 'cluster_net'  # Built by the task (jaxcv/san/models.py); the name is for logs.
   # half_t=1 cell at stride 4 is about IIC's +-5 px neighbourhood (Potsdam-6) at this resolution.
   config.iic = dict(overcluster=arg.overcluster, half_t=1, lamb=arg.lamb)
   return config

@@ -11,5 +11,6 @@ from . import common
 def get_config(arg=None):
   config, _, _, _ = common.base({}, arg)
   config.task = 'picie'
+  config.model.name = 'cluster_net'  # Built by the task (jaxcv/san/models.py); the name is for logs.
   config.picie = dict(temperature=0.1, within=1.0, cross=1.0, count_decay=0.99)
   return config

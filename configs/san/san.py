@@ -22,6 +22,7 @@ def get_config(arg=None):
   if arg.ablation not in ABLATIONS:
     raise ConfigError(f'ablation must be one of {", ".join(ABLATIONS)}, got {arg.ablation!r}')
   config.task = 'san'
+  config.model.name = 'san_net'  # Built by the task (jaxcv/san/models.py); the name is for logs.
   config.model.kwargs.update(dict(vit_hidden=p['vit_hidden'], vit_depth=p['vit_depth'],
                                   vit_heads=p['heads'], patch=patch, temperature=arg.temperature,
                                   project=False, rec_from=arg.rec_from,
