@@ -129,6 +129,21 @@ def table_dir(tmp_path_factory):
   return workdir
 
 
+def test_synthetic_option_adds_a_generator_whose_samples_every_evaluation_uses(table_dir):
+  from jaxcv import config as config_lib  # pylint: disable=import-outside-toplevel
+  table = config_lib.load_module(f'{REPO_ROOT}/configs/broad/table.py').get_table
+  assert 'generator' not in [r.name for r in table('cpu').rows]
+  rows = {r.name: r for r in table('cpu,synthetic=1,seeds=2').rows}
+  assert rows['generator'].config == 'configs/ldm_scaling/cifar10_unet.py'
+  for seed in (0, 1):
+    assert 'generator' in rows[f'broad_s{seed}'].depends_on
+    run = table_dir / 'id_s0'
+    config = config_lib.load('configs/broad/evaluate.py:' + rows[f'broad_s{seed}'].arg.format(
+        id_s0=run, id_s1=run, transfer='', generator='/runs/gen'))
+    assert config.evals.broad.synthetic == (
+        'generated(run=/runs/gen,per_class=100,steps=20,seed=0):cifar10_sample',)
+
+
 def test_table_runlocal_writes_the_broad_tables(table_dir):
   results = json.loads((table_dir / 'broad_s0' / 'broad' / broad.RESULTS_FILE).read_text())
   splits = results['splits']

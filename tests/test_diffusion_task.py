@@ -20,7 +20,7 @@ from jaxcv import config as config_lib
 from jaxcv import parallel
 from jaxcv import sweep
 from jaxcv import train
-from jaxcv.data import open_train_data
+from jaxcv.data import open_train_data, registry
 from jaxcv.diffusion import conditioning, scaling, schedules
 from jaxcv.errors import ConfigError
 from jaxcv.tasks import build_task
@@ -272,3 +272,22 @@ def test_the_scaling_table_trains_widths_costs_them_and_sweeps_samplers(tmp_path
   assert {p['width'] for p in results['points']} == {8, 16}
   best = json.loads((workdir / 'sampling' / 'summary.json').read_text())
   assert all(math.isfinite(v) for v in best.values()) and len(best) == 4  # 2 widths x 2 samplers.
+
+
+def test_generated_split_samples_each_class_of_a_diffusion_run(tmp_path, monkeypatch):
+  """BROAD's synthetic shift `generated(run=...):BASE`: per_class samples of every class,
+  class-major labels, resized to the base's image size, uint8; deterministic per seed."""
+  monkeypatch.setenv('JAXCV_CACHE_DIR', str(tmp_path / 'cache'))
+  train.run(tiny('steps=4'), str(tmp_path / 'gen'), devices=jax.devices()[:1])
+  spec = f'generated(run={tmp_path / "gen"},per_class=3,steps=2,batch_size=8' + '{}):{}'
+  base = 'synthetic:n=64,size=12,classes=4'
+  data = registry.load_dataset(spec.format('', base), 'test')
+  assert data.images.shape == (12, 12, 12, 3) and data.images.dtype == np.uint8
+  np.testing.assert_array_equal(data.labels, np.repeat(np.arange(4), 3))
+  assert data.images.std() > 0
+  again = registry.load_dataset(spec.format('', base), 'test')
+  np.testing.assert_array_equal(again.images, data.images)
+  other = registry.load_dataset(spec.format(',seed=1', base), 'test')
+  assert not np.array_equal(other.images, data.images)
+  with pytest.raises(ConfigError, match='has 4 classes'):
+    registry.load_dataset(spec.format('', 'synthetic:n=64,size=12,classes=3'), 'test')

@@ -6,7 +6,9 @@ split, scores every detector and ensemble and writes the AUROC tables.
       --workdir runs/broad/broad_s0
 
 Arguments: preset (runlocal / cpu / gpu: the split sizes below), run, transfer (the second
-model for the transfer attacks; empty: white-box only), seed (the data splits and subsets, the
+model for the transfer attacks; empty: white-box only), generator (a class-conditional diffusion
+run whose samples form the synthetic split, `generated(...)` in jaxcv/ood/shifts; empty: no
+synthetic split), seed (the data splits and subsets, the
 same for every ID model by default, so that the spread is over models). Every setting is also a
 --config.evals.broad.KEY override (keys: broad.run_benchmark's arguments).
 """
@@ -37,14 +39,23 @@ PRESETS = {
 }
 
 
+# The synthetic split per preset: samples per class and sampler steps (DDIM, no guidance).
+GENERATED = {'runlocal': (5, 2), 'cpu': (100, 20), 'gpu': (200, 50)}
+
+
 def get_config(arg=None):
   from jaxcv.evaluators import ood  # pylint: disable=import-outside-toplevel
-  arg = config_lib.parse_arg(arg, preset='cpu', run='', transfer='', seed=0)
+  arg = config_lib.parse_arg(arg, preset='cpu', run='', transfer='', generator='', seed=0)
   if arg.preset not in PRESETS:
     raise ConfigError(f'preset must be one of {", ".join(PRESETS)}, got {arg.preset!r}')
   if not arg.run:
     raise ConfigError('configs/broad/evaluate.py needs run=<workdir of the ID classifier>')
   config = ood.evaluation_config(arg.run)  # The run's own config, evaluation only.
+  settings = dict(PRESETS[arg.preset])
+  if arg.generator:
+    per_class, steps = GENERATED[arg.preset]
+    settings['synthetic'] = (f'generated(run={arg.generator},per_class={per_class},'
+                             f'steps={steps},seed={arg.seed}):{config.data.name}',)
   config.evals = ml_collections.ConfigDict({'broad': {
-      'type': 'broad', 'transfer_run': arg.transfer, 'seed': arg.seed, **PRESETS[arg.preset]}})
+      'type': 'broad', 'transfer_run': arg.transfer, 'seed': arg.seed, **settings}})
   return config

@@ -23,7 +23,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
       arg, width=64, steps=100_000, batch=128, lr=2e-4, warmup=1000, ema=0.9999,
       schedule='cosine', prediction='v', dtype='bfloat16', fsdp=1, train_examples=0,
-      checkpoints=5, blocks=2, mult='1-2-2-2', dataset='cifar10', runlocal=False)
+      checkpoints=5, blocks=2, mult='1-2-2-2', attention='1', dataset='cifar10', runlocal=False)
   config = config_lib.base_config()
   add_diffusion_config(config, schedule=arg.schedule, prediction=arg.prediction,
                        conditioning='class', label_dropout=0.1, context_dim=128, context_len=1)
@@ -37,6 +37,11 @@ def get_config(arg=None):
   config.model.kwargs.num_res_blocks = arg.blocks
   # Level multipliers: DDPM-CIFAR's [1, 2, 2, 2] (default) or the paper's [1, 2, 4, 4].
   config.model.kwargs.channel_mult = tuple(int(m) for m in arg.mult.split('-'))
+  # Levels with transformer blocks ('-'-separated; default the 16x16 level; empty: none, the
+  # CPU-sized generator of BROAD's synthetic split).
+  if str(arg.attention) != '1':  # Set only when asked: other denoisers need not take it.
+    config.model.kwargs.attention_levels = tuple(int(l) for l in str(arg.attention).split('-')
+                                                 if l)
   config.dtype = arg.dtype
   config.batch_size = arg.batch
   config.total_steps = arg.steps

@@ -286,7 +286,7 @@ DERIVED = plugins.Registry('derived dataset', modules={
     'polymnist': 'jaxcv.multimodal.polymnist:load_derived',  # SBM's PolyMNIST from MNIST.
     'resized': 'jaxcv.segmentation.datasets:load_resized',  # Any (h, w), label maps nearest.
     **{kind: 'jaxcv.ood.shifts:load_derived'
-       for kind in ('corrupt', 'mosaic', 'adversarial')},  # BROAD's shifts.
+       for kind in ('corrupt', 'mosaic', 'adversarial', 'generated')},  # BROAD's shifts.
 })
 
 

@@ -15,7 +15,8 @@ ensembles on five kinds of distribution shift, AUROC per split, per shift type a
    - corruption: CIFAR-10-C-style corruptions of test images (shifts/corruptions.py);
    - multiclass: 2x2 mosaics of >= 2 classes; the same-class mosaics are a control, reported but
      not averaged;
-   - synthetic: samples of a generative run, when `synthetic` names ready-made datasets.
+   - synthetic: samples of a generative run: `generated(run=...):cifar10` (jaxcv/ood/shifts)
+     or ready-made datasets named in `synthetic`.
 3. One cached feature pass per split (logits, penultimate and pooled per-layer features, Gram
    statistics), every detector fitted once and scored on every split, the ensembles (ensembles.py)
    fitted on the ID-ens scores of their member detectors.
@@ -117,7 +118,8 @@ def build_splits(classifier, transfer, data_name: str, data_dir, image_size, *, 
   for spec in _list(synthetic):
     name, _, split = spec.partition('@')
     data = subsample(registry.load_dataset(name, split or 'test', data_dir), ood_examples, seed)
-    splits.append(Split(f'synthetic_{len(splits)}', 'synthetic', data.images, None, spec))
+    label = name.partition(':')[0].partition('(')[0]  # 'generated', 'npz', ...
+    splits.append(Split(f'synthetic_{label}', 'synthetic', data.images, None, spec))
   clean = subsample(registry.load_dataset(data_name, 'test', data_dir, image_size), ood_examples,
                     seed)
   for attack in _list(attacks):

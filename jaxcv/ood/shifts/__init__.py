@@ -11,6 +11,10 @@ dataset name is (configs, `python -m jaxcv.ood.evaluate --ood ...`, the BROAD ta
                                                       n, seed. Stored as uint8: rounded to 1/255
                                                       steps (adversarial.py; the BROAD benchmark
                                                       scores the float images instead)
+  generated(run=runs/gen):cifar10                    class-conditional samples of a jaxcv
+                                                      diffusion run (generated.py): per_class,
+                                                      sampler, steps, guidance (0: none), seed;
+                                                      resized to the base's image size
 
 Each transforms the requested split of its base dataset (n > 0: a seeded random subset of n
 images first) and is cached like decoded archives, keyed by the options and the base content
@@ -31,12 +35,14 @@ from jaxcv.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-KINDS = ('corrupt', 'mosaic', 'adversarial')
+KINDS = ('corrupt', 'mosaic', 'adversarial', 'generated')
 _OPTIONS = {
     'corrupt': {'kind': 'gaussian_noise', 'severity': 3, 'seed': 0, 'n': 0},
     'mosaic': {'mixed': True, 'min_classes': 2, 'seed': 0, 'n': 0},
     'adversarial': {'attack': 'pgd', 'run': '', 'eps': 8.0, 'steps': 10, 'step_size': 2.0,
                     'seed': 0, 'n': 0, 'batch_size': 256},
+    'generated': {'run': '', 'per_class': 100, 'sampler': 'ddim', 'steps': 50, 'guidance': 0.0,
+                  'seed': 0, 'batch_size': 250},
 }
 
 
@@ -91,12 +97,27 @@ def _adversarial(base: ArrayDataset, classifier, params: dict) -> ArrayDataset:
                                     f'{base.source}')
 
 
+def _generated(base: ArrayDataset, params: dict, split: str) -> ArrayDataset:
+  from jaxcv import inference  # pylint: disable=import-outside-toplevel
+  from jaxcv.ood.shifts import generated  # pylint: disable=import-outside-toplevel
+  if not params['run']:
+    raise ConfigError('generated(...) needs run=PATH: a class-conditional diffusion run')
+  run = inference.load_run(params['run'])
+  # The key names the exact weights sampled; the base only lends its classes and image size.
+  key = {**params, 'run': str(run.run_dir), 'step': run.step, 'ema': run.used_ema,
+         'classes': list(base.class_names), 'size': list(base.images.shape[1:])}
+  return _cached(f'generated-{split}', key, base.subset(np.arange(1)),
+                 lambda: generated.generated(base, run, params))
+
+
 def load_derived(kind: str, options: Optional[str], base: ArrayDataset,
                  split: str) -> ArrayDataset:
   """The data layer's hook: dataset `kind(options):BASE` for `split`, BASE's split loaded."""
   params = registry.parse_derived_options(kind, options, _OPTIONS[kind])
   if np.asarray(base.labels).ndim != 1:
     raise ConfigError(f'{kind} needs a classification dataset (one label per image)')
+  if kind == 'generated':
+    return _generated(base, params, split)
   base = subsample(base, params['n'] if kind != 'mosaic' else 0, params['seed'])
   if kind == 'corrupt':
     args = (params['kind'], params['severity'], params['seed'])
