@@ -11,11 +11,15 @@ Presets:
   runlocal  a small CNN on the shipped CIFAR-10 sample, a few steps, vAFT and AFD only (tests)
   cpu       width-16 ResNet, float32: natural 4 epochs on the first 10,000 training images,
             fine-tuning 1 epoch on the first 4,000 with PGD-5; attacks on `examples` test images
-            (default 300) with APGD-10 and 2 targets (about 40 minutes on an idle 2-core machine)
+            (default 300) with APGD-10 and 2 targets; one natural model that every fine-tuning
+            seed starts from, the ablations at seed 0 only (about an hour on an idle 2-core
+            machine)
   gpu       ResNet-18, bf16: natural 10 epochs, fine-tuning 2 epochs, every test image
 Options: dataset (';' for a comma inside it), seeds, examples (0: all 10,000), natural_epochs,
 finetune_epochs, apgd_steps, targets, methods (';'-separated subset of
-vaft;afd;afd_code_faithful;afd_gamma0;afd_ab0).
+vaft;afd;afd_code_faithful;afd_gamma0;afd_ab0), natural_seeds (natural models; fine-tuning seed s
+starts from natural_s<s mod natural_seeds>), ablation_seeds (seeds of the methods other than
+vAFT and AFD).
 """
 
 from jaxcv.sweep import Column, Row, Table, parse_table_arg
@@ -28,6 +32,7 @@ METHODS = {
     'afd_gamma0': ('configs/afd/afd_no_alignment.py', ''),
     'afd_ab0': ('configs/afd/afd_no_disentangler.py', ''),
 }
+MAIN = ('vaft', 'afd')  # The comparison; the other methods are ablations.
 PRESETS = {
     'runlocal': dict(common='runlocal,model=small_cnn,eval_examples=64',
                      natural='', finetune='batch=32', seeds=1, examples=64, apgd_steps=5,
@@ -36,7 +41,7 @@ PRESETS = {
                 natural='epochs=4,batch=128,lr=0.2,train_examples=10000',
                 finetune='epochs=1,batch=128,pgd_steps=5,train_examples=4000', seeds=3,
                 examples=300, apgd_steps=10, targets=2, eval_batch=500,
-                methods='vaft;afd;afd_gamma0;afd_ab0'),
+                methods='vaft;afd;afd_gamma0;afd_ab0', natural_seeds=1, ablation_seeds=1),
     'gpu': dict(common='eval_examples=1000', natural='epochs=10', finetune='epochs=2,batch=512',
                 seeds=3, examples=0, apgd_steps=100, targets=9, eval_batch=500,
                 methods=';'.join(METHODS)),
@@ -49,7 +54,8 @@ REFERENCE = {  # The paper's CIFAR-10 ResNet-18 numbers (Clean / PGD-20 / AutoAt
 
 def get_table(arg=None):
   a = parse_table_arg(arg, dataset='', seeds=0, examples=-1, natural_epochs=0.0,
-                      finetune_epochs=0.0, apgd_steps=0, targets=0, methods='')
+                      finetune_epochs=0.0, apgd_steps=0, targets=0, methods='', natural_seeds=0,
+                      ablation_seeds=0)
   p = dict(PRESETS[a.preset])
   p['common'] += ',dataset=' + (a.dataset or ('cifar10_sample' if a.preset == 'runlocal'
                                               else 'cifar10'))
@@ -63,22 +69,29 @@ def get_table(arg=None):
                                   f'epochs={a.finetune_epochs}' if a.finetune_epochs else '') if x)
   evaluate = (f'{p["common"]},examples={examples},apgd_steps={apgd_steps},targets={targets},'
               f'batch={p["eval_batch"]}')
+  natural_seeds = min(a.natural_seeds or p.get('natural_seeds', seeds), seeds)
+  ablation_seeds = min(a.ablation_seeds or p.get('ablation_seeds', seeds), seeds)
   rows = []
-  for seed in range(seeds):
+  for seed in range(natural_seeds):
     start = f'natural_s{seed}'
     rows.append(Row(start, config='configs/afd/natural.py', arg=f'{natural},seed={seed}',
                     cost=2.0, show=False))
     rows.append(Row(f'eval_natural_s{seed}', config='configs/afd/evaluate.py',
                     arg=f'{evaluate},init={{{start}}}', depends_on=(start,), group='natural',
                     cost=0.5))
-    for method in methods:
-      config, extra = METHODS[method]
-      name = f'{method}_s{seed}'
-      rows.append(Row(name, config=config, depends_on=(start,), cost=2.0, show=False,
-                      arg=','.join(x for x in (finetune, extra, f'seed={seed}',
-                                               f'init={{{start}}}') if x)))
-      rows.append(Row(f'eval_{name}', config='configs/afd/evaluate.py', group=method,
-                      arg=f'{evaluate},init={{{name}}}', depends_on=(name,), cost=0.5))
+  # vAFT and AFD for every seed first, the ablations after: a time-limited sweep reaches the
+  # comparison the table is about before the ablations.
+  order = [(seed, m) for m in methods if m in MAIN for seed in range(seeds)]
+  order += [(seed, m) for m in methods if m not in MAIN for seed in range(ablation_seeds)]
+  for seed, method in sorted(order, key=lambda sm: (sm[1] not in MAIN, sm[0])):
+    start = f'natural_s{seed % natural_seeds}'  # Fine-tuning seed s starts from this model.
+    config, extra = METHODS[method]
+    name = f'{method}_s{seed}'
+    rows.append(Row(name, config=config, depends_on=(start,), cost=2.0, show=False,
+                    arg=','.join(x for x in (finetune, extra, f'seed={seed}',
+                                             f'init={{{start}}}') if x)))
+    rows.append(Row(f'eval_{name}', config='configs/afd/evaluate.py', group=method,
+                    arg=f'{evaluate},init={{{name}}}', depends_on=(name,), cost=0.5))
   attacked = 'all 10,000' if not examples else f'{examples:,}'
   return Table(
       name=f'AFD vs vAFT ({a.preset} preset, {seeds} seed{"s" * (seeds > 1)})', rows=rows,
@@ -87,7 +100,10 @@ def get_table(arg=None):
                Column('Attack ensemble', 'robust/worst_case_accuracy', scale=100)],
       reference=REFERENCE, plot_column='PGD-20',
       claim='AFD is more robust than vAFT (PGD-20, AutoAttack) at similar clean accuracy',
-      description=(f'Natural training `{natural}`; fine-tuning `{finetune}`; evaluation '
+      description=(f'Natural training `{natural}` ({natural_seeds} model'
+                   f'{"s" * (natural_seeds > 1)}; fine-tuning seed s starts from natural_s<s mod '
+                   f'{natural_seeds}>); fine-tuning `{finetune}`, ablations at '
+                   f'{ablation_seeds} seed{"s" * (ablation_seeds > 1)}; evaluation '
                    f'`{evaluate}`. Every column on the same {attacked} test images, L-inf '
                    f'eps 8/255, BN in eval mode, EMA weights. PGD-20 at step 0.003 (the paper '
                    f'code\'s). Attack ensemble: the worst case of APGD-CE and APGD-T '
