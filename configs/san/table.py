@@ -97,9 +97,11 @@ def render(results, workdir):
     return
   from matplotlib import image as mpimg  # pylint: disable=import-outside-toplevel
   from jaxcv.evaluators.artefacts import new_figure  # pylint: disable=import-outside-toplevel
-  figure = new_figure(figsize=(4.0 * len(pictures), 6.0))
+  cols = min(3, len(pictures))
+  rows = -(-len(pictures) // cols)
+  figure = new_figure(figsize=(5.0 * cols, 4.0 * rows))
   for i, (name, path) in enumerate(pictures):
-    axis = figure.add_subplot(1, len(pictures), i + 1)
+    axis = figure.add_subplot(rows, cols, i + 1)
     axis.imshow(mpimg.imread(path))
     axis.set_title(name, fontsize=10)
     axis.set_axis_off()
