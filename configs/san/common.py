@@ -2,8 +2,9 @@
 
   runlocal  a few steps of tiny nets on 32x32 synthetic texture regions (seconds; the tests)
   cpu       CamVid downscaled from 180x240 to 96x128 (train 367 images; scored transductively on
-            test, 233 images), small nets at stride 4, 300 steps of 8 images: ten rows in well
-            under 25 minutes on an idle 2-core machine (at 180x240 a row was ~10x slower)
+            test, 233 images), small nets at stride 4, 300 steps of 8 images: the table's 18 rows
+            took 26 minutes of row time on the 2-core machine shared with other jobs (load ~8),
+            less when idle (at 180x240 a row was ~10x slower)
   gpu       CamVid 180x240, wider nets, longer training (one H100/H200 lease)
 data=textures swaps CamVid for the synthetic texture-region set at any preset.
 """
