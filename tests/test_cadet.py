@@ -246,3 +246,14 @@ def test_cifar10_1_reader(tmp_path):
   np.save(folder / 'cifar10.1_v4_labels.npy', np.arange(5))
   data = cadet_data.load_cifar10_1(str(tmp_path))
   assert data.images.shape == (5, 32, 32, 3) and list(data.labels) == [0, 1, 2, 3, 4]
+
+
+def test_disjoint_draws_share_no_index():
+  pool = np.arange(30, dtype=np.float32)[:, None]
+  x, y = mmd._draw_disjoint(np.random.default_rng(0), pool, pool + 100, 10)  # pylint: disable=protected-access
+  assert not set(x[:, 0]) & set(y[:, 0] - 100)
+  with pytest.raises(ConfigError, match='two disjoint samples'):
+    mmd._draw_disjoint(np.random.default_rng(0), pool, pool, 16)  # pylint: disable=protected-access
+  null = mmd.power_curve(pool, pool, 'gaussian', (5, 20), trials=3, permutations=9,
+                         disjoint=True)
+  assert set(null) == {5}  # Two disjoint samples of 20 need 40 images.

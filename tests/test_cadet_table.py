@@ -17,7 +17,8 @@ def table_dir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('cadet_table')
   records = sweep.run_table(f'{REPO_ROOT}/configs/cadet/table.py:runlocal,seeds=1', str(workdir))
   assert {r['name']: r['status'] for r in records} == {
-      'classifier': 'ok', 'simclr_s0': 'ok', 'cadet_s0': 'ok', 'two_sample_s0': 'ok'}
+      'classifier': 'ok', 'random_encoder': 'ok', 'simclr_s0': 'ok', 'cadet_s0': 'ok',
+      'two_sample_s0': 'ok'}
   return workdir
 
 
@@ -25,6 +26,8 @@ def test_simclr_row_trains_and_probes(table_dir):
   summary = json.loads((table_dir / 'simclr_s0' / 'summary.json').read_text())
   assert 0 <= summary['probe/accuracy'] <= 1 and summary['steps'] == 6
   assert summary['probe/feature_dim'] == 16  # small_cnn of width 8: 2 x 8 pooled features.
+  untrained = json.loads((table_dir / 'random_encoder' / 'summary.json').read_text())
+  assert untrained['steps'] == 0 and 0 <= untrained['probe/accuracy'] <= 1
 
 
 def test_cadet_row_scores_every_split_and_term(table_dir):
@@ -51,7 +54,7 @@ def test_two_sample_row_and_rendered_outputs(table_dir):
   assert set(results['power']) == {'cosine', 'gaussian'}
   assert set(results['power']['cosine']) == {'10', '20'} == set(results['type1']['cosine'])
   assert all(0 <= r['rate'] <= 1 for r in results['power']['gaussian'].values())
-  assert results['pool_sizes']['x'] == results['pool_sizes']['null']
+  assert results['pool_sizes']['x'] == results['pool_sizes']['shift'] and results['aligned']
   for name in ('cadet_table.md', 'two_sample.md', 'table.md'):
     assert (table_dir / name).stat().st_size > 200
   for name in ('cadet_auroc.png', 'power_curve.png'):

@@ -8,7 +8,7 @@ and corruptions.
   python -m jaxcv.sweep --table configs/cadet/table.py:gpu,seeds=3 --workdir runs/cadet
 
 Rows: classifier (configs/broad/classifier.py, seed 100: the supervised model the attacks are
-crafted on), simclr_s<k> (configs/cadet/simclr.py, seed k, probe accuracy), cadet_s<k>
+crafted on), random_encoder (the untrained encoder's linear probe, the floor), simclr_s<k> (configs/cadet/simclr.py, seed k, probe accuracy), cadet_s<k>
 (configs/cadet/evaluate.py on simclr_s<k>) and two_sample_s<k> (jaxcv.cadet.two_sample on
 simclr_s<k>; the Gaussian pixel kernel, which needs no encoder, only in two_sample_s0). The
 render hook writes cadet_table.md / cadet_table.json / cadet_auroc.png (every split and setting)
@@ -29,7 +29,7 @@ CLASSIFIER = {'runlocal': 'preset=runlocal', 'cpu': 'preset=cpu,train_examples=1
               'gpu': 'preset=gpu'}
 TWO_SAMPLE = {
     'runlocal': dict(sizes='10,20', trials=4, permutations=20, batch_size=100),
-    'cpu': dict(sizes='50,100,200,500,1000', trials=20, permutations=100),
+    'cpu': dict(sizes='50,100,200,500,1000', trials=50, permutations=100),
     'gpu': dict(sizes='50,100,200,500,1000,2000', trials=100, permutations=100),
 }
 SHIFT = {'runlocal': 'corrupt(kind=contrast,severity=5)',
@@ -56,7 +56,7 @@ def render(results, workdir):
   lines = [f'# {title}', '', f'Rejection rate (%) at alpha = {runs[0]["alpha"]} over '
            f'{runs[0]["trials"]} draws, {runs[0]["permutations"]} permutations each; mean ± std '
            'over encoders where several. Type I: both samples from CIFAR-10 test (disjoint '
-           'halves).', '', '| kernel | test | ' + ' | '.join(
+           'random samples, fresh every draw).', '', '| kernel | test | ' + ' | '.join(
                f'n={n}' for n in runs[0]['power'][next(iter(runs[0]['power']))]) + ' |']
   lines.append('|---|---|' + '---|' * len(runs[0]['power'][next(iter(runs[0]['power']))]))
   for kernel in runs[0]['power']:
@@ -75,7 +75,10 @@ def get_table(arg=None):
   a = parse_table_arg(arg, seeds=2, shift='')
   p = a.preset
   rows = [Row('classifier', config='configs/broad/classifier.py',
-              arg=f'{CLASSIFIER[p]},seed={CLASSIFIER_SEED}', cost=COST['classifier'], show=False)]
+              arg=f'{CLASSIFIER[p]},seed={CLASSIFIER_SEED}', cost=COST['classifier'], show=False),
+          # The untrained encoder's probe: how much SimCLR adds to random convolutional features.
+          Row('random_encoder', config='configs/cadet/simclr.py', arg=f'preset={p},seed=0',
+              overrides={'total_steps': 0}, group='random_init', cost=0.2)]
   for seed in range(a.seeds):
     encoder = f'simclr_s{seed}'
     rows.append(Row(encoder, config='configs/cadet/simclr.py', arg=f'preset={p},seed={seed}',

@@ -106,18 +106,37 @@ def _draw(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
   return pool[rng.choice(len(pool), n, replace=False)]
 
 
+def _draw_disjoint(rng: np.random.Generator, x_pool: np.ndarray, y_pool: np.ndarray,
+                   n: int) -> tuple[np.ndarray, np.ndarray]:
+  """n rows of x_pool and n rows of y_pool at 2n distinct indices (pools aligned row by row)."""
+  if len(x_pool) != len(y_pool):
+    raise ConfigError(f'disjoint draws need aligned pools, got {len(x_pool)} and {len(y_pool)}')
+  if 2 * n > len(x_pool):
+    raise ConfigError(f'two disjoint samples of {n} need {2 * n} examples, the pool has '
+                      f'{len(x_pool)}')
+  index = rng.choice(len(x_pool), 2 * n, replace=False)
+  return x_pool[index[:n]], y_pool[index[n:]]
+
+
 def rejection_rate(x_pool: np.ndarray, y_pool: np.ndarray, kernel: str, n: int, *,
                    trials: int, permutations: int = 100, alpha: float = 0.05,
-                   seed: int = 0) -> dict[str, float]:
+                   seed: int = 0, disjoint: bool = False) -> dict[str, float]:
   """Draws n rows from each pool `trials` times and runs the permutation test each time:
   {'rate': fraction with p <= alpha (power, or the type-I error when both pools are one
-  distribution), 'mean_p', 'mean_mmd2'}. Rows are embeddings (cosine) or images (gaussian)."""
+  distribution), 'mean_p', 'mean_mmd2'}. Rows are embeddings (cosine) or images (gaussian).
+
+  disjoint: the pools are aligned (row i of y_pool is a version of row i of x_pool, or the same
+  row) and each trial draws its two samples at 2n distinct indices, fresh every trial. With
+  y_pool = x_pool this is the exact null (two random disjoint halves of one set): fixed halves
+  drawn from again and again would test those two finite halves against each other instead."""
   fn = kernel_fn(kernel)
   rng = np.random.default_rng(seed)
   key = jax.random.key(seed)
   pvalues, stats = [], []
   for trial in range(trials):
-    pooled = np.concatenate([_draw(rng, x_pool, n), _draw(rng, y_pool, n)]).astype(np.float32)
+    x, y = (_draw_disjoint(rng, x_pool, y_pool, n) if disjoint
+            else (_draw(rng, x_pool, n), _draw(rng, y_pool, n)))
+    pooled = np.concatenate([x, y]).astype(np.float32)
     stat, p = permutation_test(fn(jnp.asarray(pooled)), n, jax.random.fold_in(key, trial),
                                permutations)
     pvalues.append(p)
@@ -128,10 +147,11 @@ def rejection_rate(x_pool: np.ndarray, y_pool: np.ndarray, kernel: str, n: int, 
 
 
 def power_curve(x_pool: np.ndarray, y_pool: np.ndarray, kernel: str, sizes: Sequence[int], *,
-                trials: int, permutations: int = 100, alpha: float = 0.05,
-                seed: int = 0) -> dict[int, dict[str, float]]:
-  """rejection_rate for each sample size n in `sizes` (sizes larger than a pool are skipped)."""
-  limit = min(len(x_pool), len(y_pool))
+                trials: int, permutations: int = 100, alpha: float = 0.05, seed: int = 0,
+                disjoint: bool = False) -> dict[int, dict[str, float]]:
+  """rejection_rate for each sample size n in `sizes` (sizes the pools cannot give are skipped)."""
+  limit = len(x_pool) // 2 if disjoint else min(len(x_pool), len(y_pool))
   return {int(n): rejection_rate(x_pool, y_pool, kernel, int(n), trials=trials,
-                                 permutations=permutations, alpha=alpha, seed=seed + int(n))
+                                 permutations=permutations, alpha=alpha, seed=seed + int(n),
+                                 disjoint=disjoint)
           for n in sizes if n <= limit}

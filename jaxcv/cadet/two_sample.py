@@ -1,13 +1,14 @@
 """CADet §(a) end to end: power of the MMD permutation test against sample size, for the
 contrastive cosine kernel of an encoder and the Gaussian pixel kernel, with the type-I check.
 
-The ID test split is cut into two seeded halves A and B. X samples come from A; the null Y
-samples from B (same distribution: the rejection rate is the type-I error, ~alpha); the shifted
-Y samples from `shift`:
-  'cifar10_1'                         CIFAR-10.1 v4 (jaxcv/cadet/data.py; the paper's test)
-  'corrupt(kind=...,severity=...)'    a BROAD corruption of the B images (derived dataset of
-                                      the ID split, so Y never shares an image with X)
-  'NAME@SPLIT'                        any other dataset (resized to the ID image shape)
+Every trial draws fresh samples. The null: X and Y are two disjoint random samples of n images
+of the ID test split (the rejection rate is the type-I error, ~alpha). The shift, by `shift`:
+  'corrupt(kind=...,severity=...)'    X clean and Y corrupted test images (a BROAD corruption, a
+                                      derived dataset of the ID split), drawn at 2n distinct
+                                      indices, so Y never shows an image that X holds
+  'cifar10_1'                         Y from CIFAR-10.1 v4 (jaxcv/cadet/data.py; the paper's
+                                      test), X from the ID test split
+  'NAME@SPLIT'                        Y from any other dataset (resized to the ID image shape)
 Images are embedded once, as they are (no views); the cosine kernel reads the embeddings, the
 Gaussian kernel the flattened pixels in [0, 1].
 
@@ -19,6 +20,7 @@ configs/cadet/table.py) writes two_sample.json and returns flat metrics
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -43,18 +45,19 @@ def _pixels(images: np.ndarray, image_shape) -> np.ndarray:
   return np.asarray(out, np.float32).reshape(len(images), -1)
 
 
-def shifted_images(shift: str, data_name: str, data_dir, image_size,
-                   b_index: np.ndarray) -> tuple[np.ndarray, str]:
-  """(images of the shifted sample, its description) for a `shift` spec (module docstring)."""
+def shifted_images(shift: str, data_name: str, data_dir,
+                   image_size) -> tuple[np.ndarray, str, bool]:
+  """(images of the shifted sample, its description, whether they are aligned with the ID test
+  split image by image) for a `shift` spec (module docstring)."""
   if shift == 'cifar10_1':
     data = load_cifar10_1(data_dir)
-    return data.images, data.source
+    return data.images, data.source, False
   if shift.startswith('corrupt'):
     data = registry.load_dataset(f'{shift}:{data_name}', 'test', data_dir, image_size)
-    return data.images[b_index], f'{shift} of the B half of {data_name} test'
+    return data.images, f'{shift} of {data_name} test', True
   name, _, split = shift.partition('@')
   data = registry.load_dataset(name, split or 'test', data_dir)
-  return data.images, data.source
+  return data.images, data.source, False
 
 
 def run_power(embed, variables, data_name: str, *, shift: str = 'corrupt(kind=gaussian_noise,'
@@ -70,10 +73,8 @@ def run_power(embed, variables, data_name: str, *, shift: str = 'corrupt(kind=ga
   sizes = [int(n) for n in broad._list(sizes)]  # pylint: disable=protected-access
   test = registry.load_dataset(data_name, 'test', data_dir, image_size)
   image_shape = test.image_shape
-  order = np.random.default_rng(seed).permutation(len(test))
-  a_index, b_index = np.sort(order[:len(test) // 2]), np.sort(order[len(test) // 2:])
-  y_images, y_source = shifted_images(shift, data_name, data_dir, image_size, b_index)
-  sets = {'x': test.images[a_index], 'null': test.images[b_index], 'shift': y_images}
+  y_images, y_source, aligned = shifted_images(shift, data_name, data_dir, image_size)
+  sets = {'x': test.images, 'shift': y_images}
   pools = {}
   for kernel in kernels:
     if kernel == 'cosine':
@@ -83,17 +84,18 @@ def run_power(embed, variables, data_name: str, *, shift: str = 'corrupt(kind=ga
     else:
       pools[kernel] = {k: _pixels(v, image_shape) for k, v in sets.items()}
   results = {'id_dataset': data_name, 'shift': shift, 'shift_source': y_source,
-             'pool_sizes': {k: len(v) for k, v in sets.items()}, 'trials': trials,
+             'pool_sizes': {k: len(v) for k, v in sets.items()}, 'aligned': aligned,
+             'trials': trials,
              'permutations': permutations, 'alpha': alpha, 'seed': seed,
              'power': {}, 'type1': {}}
   for kernel in kernels:
     p = pools[kernel]
     results['power'][kernel] = power = mmd.power_curve(
         p['x'], p['shift'], kernel, sizes, trials=trials, permutations=permutations,
-        alpha=alpha, seed=seed)
+        alpha=alpha, seed=seed, disjoint=aligned)
     results['type1'][kernel] = mmd.power_curve(
-        p['x'], p['null'], kernel, [n for n in sizes if n in power], trials=trials,
-        permutations=permutations, alpha=alpha, seed=seed + 7)
+        p['x'], p['x'], kernel, [n for n in sizes if n in power], trials=trials,
+        permutations=permutations, alpha=alpha, seed=seed + 7, disjoint=True)
   if out_dir:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / RESULTS_FILE).write_text(json.dumps(results, indent=2))
@@ -139,7 +141,7 @@ def plot_power(runs: Sequence[dict], path: str, title: str) -> None:
   ax.set_ylim(-0.02, 1.02)
   ax.set_xlabel('sample size n (per side)')
   ax.set_ylabel('rejection rate')
-  ax.set_title(title, fontsize=9)
+  ax.set_title(textwrap.fill(title, 70), fontsize=8)
   ax.legend(fontsize=6.5, loc='center right')
   fig.tight_layout()
   fig.savefig(path, dpi=120)
