@@ -130,11 +130,15 @@ def plot_power(runs: Sequence[dict], path: str, title: str) -> None:
   labels = {'cosine': 'contrastive cosine kernel', 'gaussian': 'Gaussian pixel kernel'}
   for kernel in runs[0]['power']:
     for what, style in (('power', '-'), ('type1', '--')):
-      ns = sorted(int(n) for n in runs[0][what][kernel])
-      mean = [np.mean([r[what][kernel][str(n) if str(n) in r[what][kernel] else n]['rate']
-                       for r in runs]) for n in ns]
-      ax.plot(ns, mean, style, marker='o', color=colors.get(kernel),
-              label=f'{labels.get(kernel, kernel)}: {"power" if what == "power" else "type I"}')
+      # JSON keys are strings; the Gaussian kernel is run for the first encoder only.
+      curves = [{int(n): v['rate'] for n, v in r[what][kernel].items()} for r in runs
+                if kernel in r[what]]
+      ns = sorted(curves[0])
+      rates = np.array([[c[n] for n in ns] for c in curves])
+      ax.errorbar(ns, rates.mean(0), yerr=rates.std(0, ddof=1) if len(curves) > 1 else None,
+                  fmt=style, marker='o', color=colors.get(kernel), capsize=2,
+                  label=f'{labels.get(kernel, kernel)}: {"power" if what == "power" else "type I"}'
+                        f' (n={len(curves)})')
   ax.axhline(runs[0]['alpha'], color='grey', lw=0.8, ls=':', label=f'alpha = {runs[0]["alpha"]}')
   ax.plot([1031], [0.744], 'k*', label='MMD-D on CIFAR-10.1 (0.744)')
   ax.set_xscale('log')
