@@ -9,6 +9,8 @@ negate it at their boundary. Names and OpenOOD-default arguments:
   shaping:     react(percentile=90), dice(p=90), ash(percentile=90, variant='s'),
                scale(percentile=85)
   gradients:   odin(temperature=1000, noise=0.0014)  (scores images, not a FeatureSet)
+  views:       cadet(term='cadet', n_views=10, min_scale=0.2)  (CADet, jaxcv/cadet/detector.py:
+               fit_images / score_images through an embedding function)
 
 A list is comma-separated, commas inside parentheses belonging to the arguments:
 'msp,energy(temperature=2),knn(k=10)'.
