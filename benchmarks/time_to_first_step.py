@@ -11,7 +11,8 @@ The loop's own phase timings are read from its log.
   python -m benchmarks.time_to_first_step --models resnet18 --out /tmp/ttfs    # one model
 
 Data: synthetic images (no dataset files); evaluators off; batch 8 (ResNet-18, 32x32x3) and 1
-(UNet, 32x32x3 pixels at c=320 with a 128-dim class context: SD-1.5's UNet body, CIFAR's input).
+(UNet, 32x32x3 pixels at c=320 with a 128-dim class context: SD-1.5's UNet body, CIFAR's input;
+no EMA copy, so that parameters and AdamW state fit a 24 GB machine).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ MODELS = {
     'resnet18': dict(config='configs/cifar10/resnet18.py', arg='dtype=float32', batch=8,
                      overrides=()),
     'sd_unet_c320': dict(config='configs/ldm_scaling/cifar10_unet.py',
-                         arg='width=320,steps=1,dtype=float32,checkpoints=1', batch=1,
+                         arg='width=320,steps=1,dtype=float32,checkpoints=1,ema=0', batch=1,
                          overrides=('model.name=sd_unet', 'model.kwargs.num_groups=32')),
 }
 PHASE = re.compile(r'(\d\d:\d\d:\d\d) INFO (.*)')
