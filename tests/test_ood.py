@@ -177,8 +177,9 @@ def test_knn_accelerator_path_matches_the_cpu_path(monkeypatch):
 
 
 def test_every_registered_detector_is_checked():
-  # ODIN below; the multi-layer detectors (mds_all, gram) in test_broad.py.
-  names = {build_detector(s).name for s in FORMULA_SPECS} | {'odin', 'mds_all', 'gram'}
+  # ODIN below; the multi-layer detectors (mds_all, gram) in test_broad.py; CADet, which embeds
+  # views of images rather than scoring a FeatureSet, in test_cadet.py.
+  names = {build_detector(s).name for s in FORMULA_SPECS} | {'odin', 'mds_all', 'gram', 'cadet'}
   assert names == set(DETECTORS)
 
 
@@ -202,8 +203,9 @@ def gaussian_setup(seed=0, n=600):
                                                                     head, {}, 'ood')
 
 
-# Multi-layer detectors (mds_all, gram) need per-layer features: their checks are in test_broad.py.
-@pytest.mark.parametrize('spec', sorted(set(DETECTORS) - {'odin', 'mds_all', 'gram'}))
+# Multi-layer detectors (mds_all, gram) need per-layer features: their checks are in test_broad.py;
+# CADet scores images (test_cadet.py).
+@pytest.mark.parametrize('spec', sorted(set(DETECTORS) - {'odin', 'mds_all', 'gram', 'cadet'}))
 def test_sign_rule_far_ood_scores_low_and_same_distribution_is_chance(spec):
   train_fs, val_fs, test_fs, ood_fs = gaussian_setup()
   detector = build_detector(spec).fit(val_fs if build_detector(spec).fit_split == 'val'
