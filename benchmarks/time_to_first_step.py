@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shutil
@@ -43,6 +44,10 @@ def worker(name: str, workdir: str) -> None:
   """One one-step run of model `name` in `workdir` (this process is the one timed)."""
   from jaxcv import config as config_lib  # pylint: disable=import-outside-toplevel
   from jaxcv import train  # pylint: disable=import-outside-toplevel
+  # The loop's phase lines, which the timing row keeps (force: jax's import set up a handler).
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
+                      datefmt='%H:%M:%S', force=True)
+  logging.getLogger('absl').setLevel(logging.WARNING)
   spec = MODELS[name]
   config = config_lib.load(f'{spec["config"]}:{spec["arg"]}', [
       'data.name=synthetic:n=64,size=32,classes=10', f'batch_size={spec["batch"]}',
