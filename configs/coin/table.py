@@ -7,7 +7,8 @@ row, the alpha sweep, and the Θ proxies of the effective operators.
 Presets (every row of a preset uses the same training protocol):
   runlocal  a few steps of a small CNN on the shipped CIFAR-10 sample (seconds; the tests)
   cpu       a width-16 ResNet, float32, on the first 8,000 (poisoned) CIFAR-10 training images
-            for 5 epochs, PGD-3 adversarial training (about 40 minutes on an idle 2-core machine)
+            for 5 epochs, PGD-3 adversarial training (about 50 minutes on an idle 2-core machine:
+            100-150 s a row, PGD-AT about 3x that)
   gpu       ResNet-18, the `short` protocol (8 epochs, bf16) of configs/coin/resnet18.py, then
             every setting again on VGG-16, DenseNet-121 and MobileNetV2
 Options: `dataset` (the base dataset; ';' for a comma inside it), `epochs` (> 0 replaces the
