@@ -271,7 +271,19 @@ def test_the_scaling_table_trains_widths_costs_them_and_sweeps_samplers(tmp_path
   results = json.loads((workdir / 'sampling' / 'results.json').read_text())
   assert {p['width'] for p in results['points']} == {8, 16}
   best = json.loads((workdir / 'sampling' / 'summary.json').read_text())
-  assert all(math.isfinite(v) for v in best.values()) and len(best) == 4  # 2 widths x 2 samplers.
+  assert all(math.isfinite(v) for v in best.values()) and len(best) == 4 + 3  # + noise, real.
+  # The proxy's noise: seed 0 repeats the grid's point at the curve setting exactly (same noise,
+  # same labels); seed 1 draws other noise, so another FID.
+  noise = results['proxy_noise']
+  assert (noise['sampler'], noise['steps'], noise['guidance']) == ('ddim', 2, 2.0)
+  for width in (8, 16):
+    by_seed = {p['seed']: p['fid'] for p in noise['points'] if p['width'] == width}
+    grid = [p['fid'] for p in results['points']
+            if (p['width'], p['sampler'], p['steps'], p['guidance']) == (width, 'ddim', 2, 2.0)]
+    assert sorted(by_seed) == [0, 1] and by_seed[0] == pytest.approx(grid[0], rel=1e-6)
+    assert by_seed[1] != pytest.approx(by_seed[0], rel=1e-6)
+  assert math.isfinite(noise['real']['fid']) and noise['real']['num_samples'] == 16
+  assert 'Noise of the quality proxy' in (workdir / 'sampling' / 'results.md').read_text()
 
 
 def test_generated_split_samples_each_class_of_a_diffusion_run(tmp_path, monkeypatch):

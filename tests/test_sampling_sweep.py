@@ -46,3 +46,11 @@ def test_samplers_are_ranked_separately():
   assert winners[:3] == sampling_sweep.winners_by_cost(sampling_sweep.best_per_steps(POINTS))
   assert winners[3:] == [('dpm_solver_pp', 1.0, 16, 20.0), ('dpm_solver_pp', 4.0, 16, 15.0),
                          ('dpm_solver_pp', 16.0, 64, 5.0)]
+
+
+def test_noise_summary_is_the_spread_over_seeds_per_width():
+  noise = {'points': [{'width': 16, 'seed': s, 'fid': f} for s, f in enumerate((10.0, 12.0, 14.0))]
+           + [{'width': 64, 'seed': 0, 'fid': 5.0}]}
+  rows = sampling_sweep.noise_summary(noise)
+  assert [(r['width'], r['seeds'], r['fid_mean']) for r in rows] == [(16, 3, 12.0), (64, 1, 5.0)]
+  assert rows[0]['fid_std'] == 2.0 and rows[1]['fid_std'] != rows[1]['fid_std']  # One seed: nan.

@@ -9,7 +9,7 @@ classifier-free guidance. The paper leaves the recipe open; jaxcv's choices (doc
     trailing-spaced few-step samplers start (ε-prediction divides by √ᾱ ≈ 0 there);
   - AdamW (b2 = 0.99, no weight decay), lr 2e-4 with 1k warmup then constant, grad clip 1,
     batch 128, EMA 0.9999 (DDPM's CIFAR recipe with Adam -> AdamW), bf16 compute;
-  - GroupNorm with 16 groups for every width, so c = 48 is in the family too.
+  - GroupNorm with 16 groups for every width, so c = 48 is in the family too (`groups=`).
 
   python -m jaxcv.main --config configs/ldm_scaling/cifar10_unet.py:width=64 --workdir runs/w64
   python -m jaxcv.sweep --table configs/ldm_scaling/table.py:cpu --workdir runs/ldm_scaling
@@ -23,7 +23,8 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
       arg, width=64, steps=100_000, batch=128, lr=2e-4, warmup=1000, ema=0.9999,
       schedule='cosine', prediction='v', dtype='bfloat16', fsdp=1, train_examples=0,
-      checkpoints=5, blocks=2, mult='1-2-2-2', attention='1', dataset='cifar10', runlocal=False)
+      checkpoints=5, blocks=2, mult='1-2-2-2', attention='1', groups=16, dataset='cifar10',
+      runlocal=False)
   config = config_lib.base_config()
   add_diffusion_config(config, schedule=arg.schedule, prediction=arg.prediction,
                        conditioning='class', label_dropout=0.1, context_dim=128, context_len=1)
@@ -33,7 +34,8 @@ def get_config(arg=None):
     config.data.train_examples = arg.train_examples
   config.model.name = 'small_unet'
   config.model.kwargs.base_width = arg.width
-  config.model.kwargs.num_groups = 16
+  # GroupNorm groups: 16 (every width a multiple of 16); 8 admits c = 8 and 24 (the cpu preset).
+  config.model.kwargs.num_groups = arg.groups
   config.model.kwargs.num_res_blocks = arg.blocks
   # Level multipliers: DDPM-CIFAR's [1, 2, 2, 2] (default) or the paper's [1, 2, 4, 4].
   config.model.kwargs.channel_mult = tuple(int(m) for m in arg.mult.split('-'))

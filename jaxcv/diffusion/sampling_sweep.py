@@ -33,10 +33,12 @@ import time
 from typing import Any, Optional, Sequence
 
 import ml_collections
+import numpy as np
 
 from jaxcv import checkpoint as checkpoint_lib
 from jaxcv import inference
 from jaxcv import parallel
+from jaxcv.diffusion import fid as fid_lib
 from jaxcv.diffusion import fid_features
 from jaxcv.diffusion.samplers import DEFAULT_STEPS, MAX_STEPS, parse_samplers  # noqa: F401
 from jaxcv.errors import UserError
@@ -102,8 +104,13 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
         reference: str = '', reference_examples: int = 10_000,
         curve_setting: Optional[tuple[str, int, float]] = ('ddim', 20, 2.0),
         deadline_seconds: Optional[float] = None, budget_note: str = '',
-        devices: Optional[list] = None) -> dict[str, Any]:
-  """Runs the grid (then the training-compute curve) and writes results.json/.md and plots."""
+        noise_seeds: int = 0, devices: Optional[list] = None) -> dict[str, Any]:
+  """Runs the grid (then the training-compute curve, then the proxy's noise) and writes
+  results.json/.md and plots.
+
+  `noise_seeds` > 0 measures how noisy the quality proxy is: every member at the curve's
+  setting with that many other sampling seeds (other initial noise), and real training images
+  against the same reference (the metric's floor at this sample count)."""
   t_start = time.perf_counter()
   record = os.path.join(sweep_dir, 'sweep.json')
   if not os.path.isfile(record):
@@ -123,7 +130,8 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
             'reference': f'{dataset}:{split} ({ref.count} images)', 'num_samples': num_samples,
             'guidance': list(guidance), 'samplers': {k: list(v) for k, v in samplers.items()},
             'devices': f'{mesh.size} x {mesh.devices.flat[0].device_kind}',
-            'budget': budget_note, 'points': [], 'training_curve': [], 'incomplete': False}
+            'budget': budget_note, 'points': [], 'training_curve': [], 'proxy_noise': None,
+            'incomplete': False}
 
   def out_of_time() -> bool:
     if deadline_seconds is not None and time.perf_counter() - t_start > deadline_seconds:
@@ -167,9 +175,44 @@ def run(sweep_dir: str, feature_space: str, out: str, *, samplers: dict[str, Seq
         record({'width': member.width, 'train_step': step, 'training_compute': cost * step,
                 'sampler': method, 'steps': steps, 'guidance': scale, **quality},
                result['training_curve'])
+  if noise_seeds and curve_setting is not None:
+    method, steps, scale = curve_setting
+    noise = result['proxy_noise'] = {
+        'sampler': method, 'steps': steps, 'guidance': scale, 'points': [],
+        'real': real_image_quality(members[0], space, ref, num_samples)}
+    for member in members:
+      for seed in range(noise_seeds + 1):  # Seed 0 is the grid's own.
+        if out_of_time():
+          break
+        quality = measure(meters[member.width], variables[member.width], seed=seed,
+                          method=method, num_steps=steps, guidance_scale=scale,
+                          max_steps=max_steps)
+        record({'width': member.width, 'seed': seed, **quality}, noise['points'])
   result['seconds'] = time.perf_counter() - t_start
   write_outputs(result, out)
   return result
+
+
+def real_image_quality(member: Member, space: fid_features.FeatureSpace, reference,
+                       num_samples: int) -> dict:
+  """FID/KID of `num_samples` real training images (evenly spaced) against the reference: the
+  value a perfect generator would score with this many samples."""
+  data = member.config.data
+  stats = fid_features.reference_stats(space, data.name, 'train', data_dir=data.data_dir,
+                                       image_size=data.image_size, max_examples=num_samples)
+  result = fid_lib.compare(stats, reference, kid_subsets=20,
+                           kid_subset_size=min(1000, num_samples))
+  return {'fid': result['fid'], 'kid': result['kid'], 'num_samples': result['num_samples']}
+
+
+def noise_summary(noise: dict) -> list[dict]:
+  """Mean and standard deviation (ddof 1) of FID over the sampling seeds, per width."""
+  rows = []
+  for width in sorted({p['width'] for p in noise['points']}):
+    fids = np.array([p['fid'] for p in noise['points'] if p['width'] == width])
+    rows.append({'width': width, 'seeds': len(fids), 'fid_mean': float(fids.mean()),
+                 'fid_std': float(fids.std(ddof=1)) if len(fids) > 1 else float('nan')})
+  return rows
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -220,6 +263,18 @@ def write_markdown(result: dict, path: str) -> None:
       kid = '' if p['kid'] is None else f'{p["kid"]:.4f}'
       lines.append(f'| {p["width"]} | {p["train_step"]} | {p["training_compute"]:.1f} | '
                    f'{p["fid"]:.2f} | {kid} |')
+  noise = result.get('proxy_noise')
+  if noise:
+    lines += ['', '## Noise of the quality proxy', '',
+              f'{noise["sampler"]} {noise["steps"]} steps, w={noise["guidance"]:g}, '
+              f'{result["num_samples"]} samples, one sampling seed per line:', '',
+              '| width | seeds | FID mean | FID std |', '|---|---|---|---|']
+    lines += [f'| {r["width"]} | {r["seeds"]} | {r["fid_mean"]:.2f} | {r["fid_std"]:.2f} |'
+              for r in noise_summary(noise)]
+    real = noise['real']
+    lines += ['', f'Real training images ({real["num_samples"]}) against the same reference: '
+              f'FID {real["fid"]:.2f} (the floor at this sample count). Differences between '
+              'grid points smaller than about two standard deviations are not resolved.']
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
 
@@ -312,6 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="sampler:steps:guidance for FID vs training compute; 'none' to skip")
   parser.add_argument('--deadline_seconds', '--deadline-seconds', type=float, default=None)
   parser.add_argument('--budget_note', '--budget-note', default='')
+  parser.add_argument('--noise_seeds', '--noise-seeds', type=int, default=0,
+                      help='other sampling seeds at the curve setting: the proxy metric\'s noise')
   parser.add_argument('--replot', action='store_true',
                       help='only redraw tables and plots from <out>/results.json')
   args = parser.parse_args(argv)
@@ -332,7 +389,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  num_samples=args.num_samples, batch_size=args.batch_size,
                  reference=args.reference, reference_examples=args.reference_examples,
                  curve_setting=curve, deadline_seconds=args.deadline_seconds,
-                 budget_note=args.budget_note)
+                 budget_note=args.budget_note, noise_seeds=args.noise_seeds)
   except (UserError, ValueError) as e:  # ValueError: a malformed --curve or --guidance.
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -120,7 +120,7 @@ def width_costs(workdir: str, config: str, runs: dict[str, str],
 
 def sampling(workdir: str, sweep: str, classifier: str, samplers: str, guidance: str,
              num_samples: int, reference_examples: int = 10_000, curve: str = 'ddim,20,2.0',
-             batch_size: int = 500) -> dict[str, Any]:
+             batch_size: int = 500, noise_seeds: int = 0) -> dict[str, Any]:
   """The sampling sweep over the members recorded in `sweep` (a table row): quality in the
   feature space of the classifier run `classifier`; outputs (results.json/.md, plots) in
   `workdir`. Returns the best quality per (width, sampler, steps)."""
@@ -131,6 +131,12 @@ def sampling(workdir: str, sweep: str, classifier: str, samplers: str, guidance:
       samplers=sampling_sweep.parse_samplers(samplers),
       guidance=[float(g) for g in str(guidance).split(';')], num_samples=num_samples,
       batch_size=min(batch_size, num_samples), reference_examples=reference_examples,
-      curve_setting=(method, int(steps), float(scale)) if curve else None)
-  return {f'w{p["width"]}/{p["sampler"]}{p["steps"]}/fid': p['fid']
-          for p in sampling_sweep.best_per_steps(result['points'])}
+      curve_setting=(method, int(steps), float(scale)) if curve else None,
+      noise_seeds=noise_seeds)
+  metrics = {f'w{p["width"]}/{p["sampler"]}{p["steps"]}/fid': p['fid']
+             for p in sampling_sweep.best_per_steps(result['points'])}
+  if result['proxy_noise']:
+    metrics['real/fid'] = result['proxy_noise']['real']['fid']
+    for r in sampling_sweep.noise_summary(result['proxy_noise']):
+      metrics[f'w{r["width"]}/noise/fid_std'] = r['fid_std']
+  return metrics

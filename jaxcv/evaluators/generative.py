@@ -41,6 +41,7 @@ import functools
 import inspect
 import logging
 import math
+from typing import Optional
 
 from jaxcv import parallel
 from jaxcv.diffusion import fid as fid_lib
@@ -113,20 +114,24 @@ class GenerativeEvaluator:
              'of %d images', self.num_samples, self.space.name, self.space.fingerprint,
              self.reference.count)
 
-  def sample_stats(self, variables, **sample_kwargs) -> fid_lib.FeatureStats:
-    """Feature statistics of `num_samples` generated images (the same ones on every call);
-    `sample_kwargs` add to or replace the configured ones."""
+  def sample_stats(self, variables, seed: Optional[int] = None,
+                   **sample_kwargs) -> fid_lib.FeatureStats:
+    """Feature statistics of `num_samples` generated images (the same ones on every call with
+    the same `seed`, default the configured one); `sample_kwargs` add to or replace the
+    configured ones."""
     sample = functools.partial(self._sample, **sample_kwargs) if sample_kwargs else self._sample
     return fid_features.sample_stats(
         self.space, sample, variables, self.num_samples, batch_size=self.batch_size,
-        num_classes=self.num_classes, seed=self.seed, keep=self.keep,
+        num_classes=self.num_classes, seed=self.seed if seed is None else seed, keep=self.keep,
         label_sharding=self._label_sharding)
 
-  def measure(self, variables, **sample_kwargs) -> dict:
-    """fid_lib.compare's result (fid, kid, kid_std, ...) of the samples of `variables`."""
-    return fid_lib.compare(self.sample_stats(variables, **sample_kwargs), self.reference,
-                           kid_subsets=self.kid_subsets, kid_subset_size=self.kid_subset_size,
-                           seed=self.seed)
+  def measure(self, variables, seed: Optional[int] = None, **sample_kwargs) -> dict:
+    """fid_lib.compare's result (fid, kid, kid_std, ...) of the samples of `variables`; another
+    `seed` draws other initial noise (the spread of the metric over seeds is its noise)."""
+    seed = self.seed if seed is None else seed
+    return fid_lib.compare(self.sample_stats(variables, seed=seed, **sample_kwargs),
+                           self.reference, kid_subsets=self.kid_subsets,
+                           kid_subset_size=self.kid_subset_size, seed=seed)
 
   def grid_points(self, variables) -> list[dict]:
     """Quality at every (sampler, steps, guidance) of the grid."""
