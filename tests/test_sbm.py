@@ -164,7 +164,7 @@ def test_runlocal_table_through_the_sweep(data_dir, tmp_path, monkeypatch):
       'progress_bar=false', 'plot=false', 'async_checkpointing=false'])
   assert {r['status'] for r in records} == {'ok'}, records
   summary = json.loads((workdir / 'sbm2_s0' / 'summary.json').read_text())
-  for variant in ('pc', 'em', 'quirk', 'indep'):
+  for variant in ('pc', 'em', 'quirk', 'indep', 'energy1', 'energy100'):  # energy: ebm2's row.
     for k in range(1, 2):
       assert 0.0 <= summary[f'sbm/{variant}/coherence_k{k}'] <= 1.0
     assert np.isfinite(summary[f'sbm/{variant}/fid_proxy'])

@@ -10,13 +10,13 @@ from jaxcv.errors import ConfigError
 
 PRESETS = {
     'runlocal': dict(n=256, latent=4, width=8, ae_steps=6, clf_steps=6, clf_width=4,
-                     score_steps=6, hidden=32, depth=1, batch=32, eval_examples=24,
+                     score_steps=6, energy_steps=6, hidden=32, depth=1, batch=32, eval_examples=24,
                      uncond=24, sample_steps=4),
     'cpu': dict(n=8000, latent=16, width=16, ae_steps=700, clf_steps=1500, clf_width=16,
-                score_steps=5000, hidden=256, depth=2, batch=64, eval_examples=300,
+                score_steps=5000, energy_steps=2000, hidden=256, depth=2, batch=64, eval_examples=300,
                 uncond=300, sample_steps=50),
     'gpu': dict(n=0, latent=64, width=64, ae_steps=5000, clf_steps=2000, clf_width=32,
-                score_steps=30000, hidden=512, depth=4, batch=256, eval_examples=10000,
+                score_steps=30000, energy_steps=10000, hidden=512, depth=4, batch=256, eval_examples=10000,
                 uncond=10000, sample_steps=100),
 }
 
@@ -50,4 +50,18 @@ def base(p: dict, steps: int, seed: int, lr: float):
   config.checkpoint_every_steps = max(steps, 1)
   config.keep_checkpoints = 1
   config.eval_every_steps = 0
+  return config
+
+
+def latent_stage(p: dict, arg, task: str, steps: int):
+  """The config of a stage trained on the frozen latents (score model, energy): the tuples,
+  Adam 5e-4 at twice the stage-1 batch, EMA 0.999, and config.sbm: the encoders, the VP-SDE
+  (beta0 = 1, beta1 = 5 as the official PolyMNIST script) and the MLP's size."""
+  config = base(p, steps, arg.seed, lr=5e-4)
+  config.task = task
+  config.batch_size = 2 * p['batch']
+  config.data.name = dataset(p, arg.modalities, -1, arg.data_seed)
+  config.sbm = dict(encoders=arg.encoders, beta0=1.0, beta1=5.0, eps_train=1e-5,
+                    hidden=p['hidden'], depth=p['depth'])
+  config.ema_decay = 0.999 if arg.preset != 'runlocal' else 0.0
   return config

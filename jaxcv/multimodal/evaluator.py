@@ -12,6 +12,10 @@
                     indep  no score model: every unobserved latent drawn from an independent
                            Gaussian fitted to its training latents (the independent-priors
                            ablation; for the VAE, close to the unimodal VAE's own N(0, I) prior)
+                  energy<w>  pc with coherence guidance of weight w (e.g. energy10) by the
+                           sbm_energy run `energy` (jaxcv/multimodal/energy.py); it draws the
+                           same random numbers as pc, so energy0 is pc exactly
+  energy          the sbm_energy run of the energy<w> variants
   seed, batch_size
 
 Metrics, per variant V:
@@ -46,6 +50,7 @@ from jaxcv.errors import ConfigError
 from jaxcv.evaluators.artefacts import new_figure
 from jaxcv.evaluators.base import register
 from jaxcv.multimodal import polymnist
+from jaxcv.multimodal.energy import pair_guidance
 from jaxcv.multimodal.sde import pc_sample
 
 log = logging.getLogger(__name__)
@@ -125,9 +130,13 @@ class SBMEvaluator:
                         eps_sample=eval_config.get('eps_sample', 1e-3))
     self.variants = [v.strip() for v in eval_config.get('variants', ','.join(VARIANTS)).split(',')
                      if v.strip()]
-    unknown = sorted(set(self.variants) - set(VARIANTS))
+    unknown = sorted(v for v in self.variants if v not in VARIANTS and energy_weight(v) is None)
     if unknown:
-      raise ConfigError(f'sbm evaluator: unknown variants {unknown}; known: {VARIANTS}')
+      raise ConfigError(f'sbm evaluator: unknown variants {unknown}; known: {VARIANTS} and '
+                        'energy<weight>')
+    self.energy = None
+    if any(energy_weight(v) is not None for v in self.variants):
+      self.energy = load_energy(eval_config.get('energy', ''))
     self._jitted = {}
 
   # --- generation ---------------------------------------------------------------------------
@@ -140,9 +149,14 @@ class SBMEvaluator:
           fresh = jax.random.normal(rng, z_obs.shape)
           x = jnp.where(observed, z_obs, fresh)
         else:
+          weight = energy_weight(variant)
+          guidance = None if weight is None else pair_guidance(
+              self.energy.task.energy_fn(self.energy.variables), weight, task.latent_dims,
+              observed)
           x = pc_sample(task.score_fn(variables), task.sde, rng, z_obs.shape,
                         corrector=variant != 'em', observed=observed, z_obs=z_obs,
-                        compat_official_noise_obs=variant == 'quirk', **opts)
+                        compat_official_noise_obs=variant == 'quirk', guidance=guidance,
+                        **opts)
         return task.decode(task.unstandardize(variables, x))
       self._jitted[variant] = jax.jit(generate)
     return self._jitted[variant]
@@ -166,6 +180,8 @@ class SBMEvaluator:
   # --- measuring ----------------------------------------------------------------------------
   def run(self, variables):
     variables = jax.device_get(variables)
+    if self.energy is not None:
+      check_same_latents(self.energy, variables)
     encode = jax.jit(self.task.predict_fns()['encode'])
     z = np.concatenate([np.asarray(encode(variables, self.images[i:i + self.batch]))
                         for i in range(0, len(self.images), self.batch)])
@@ -180,7 +196,9 @@ class SBMEvaluator:
                                                 for j, (_, f) in enumerate(classified)]))
     curves, grids = {}, {}
     for variant in self.variants:
-      rng = jax.random.fold_in(jax.random.key(self.seed), VARIANTS.index(variant))
+      # Guided variants draw pc's random numbers: their difference from pc is the guidance.
+      base = 'pc' if energy_weight(variant) is not None else variant
+      rng = jax.random.fold_in(jax.random.key(self.seed), VARIANTS.index(base))
       curve = []
       for k in range(1, self.m):
         images = self.generate(variables, variant, z, self.observed_mask(k),
@@ -228,6 +246,37 @@ class SBMEvaluator:
       fig = sample_grid_figure({'data': truth, f'{variant}: given m0': grids[variant],
                                 f'{variant}: unconditional': grids[variant + '_uncond']})
       self.artefacts.figure(f'samples_{variant}.png', fig)
+
+
+def energy_weight(variant: str):
+  """The guidance weight of an 'energy<w>' variant (energy10 -> 10.0), else None."""
+  if not variant.startswith('energy'):
+    return None
+  try:
+    return float(variant[len('energy'):])
+  except ValueError:
+    return None
+
+
+def load_energy(path: str):
+  """The sbm_energy run of the guided variants (jaxcv.inference.load_run)."""
+  from jaxcv import inference  # pylint: disable=import-outside-toplevel
+  if not path:
+    raise ConfigError("sbm evaluator: the energy<w> variants need `energy`, an sbm_energy run")
+  run = inference.load_run(path)
+  if run.config.task != 'sbm_energy':
+    raise ConfigError(f'sbm evaluator: energy={path} is a {run.config.task!r} run, not an '
+                      'sbm_energy one')
+  return run
+
+
+def check_same_latents(energy_run, variables) -> None:
+  """The energy must live in the score model's standardised latent space."""
+  ours, theirs = variables['latent_stats'], energy_run.variables['latent_stats']
+  if not all(np.allclose(np.asarray(ours[k]), np.asarray(theirs[k]), rtol=1e-4, atol=1e-5)
+             for k in ('mean', 'std')):
+    raise ConfigError(f'sbm evaluator: the energy run {energy_run.run_dir} standardises other '
+                      'latents than the score model (other encoders or training data)')
 
 
 def tile(images_by_modality: list[np.ndarray]) -> np.ndarray:

@@ -72,19 +72,27 @@ def sinusoidal_embedding(t: jax.Array, dim: int, scale: float = 1000.0) -> jax.A
   return jnp.concatenate([jnp.sin(args), jnp.cos(args)], -1)
 
 
+def declare_latent_stats(module: nn.Module, dim: int) -> None:
+  """The latents' standardisation (`latent_stats` collection: per-dimension mean and std of the
+  training latents, set from data by the task), kept in the run so a loaded one has it."""
+  module.variable('latent_stats', 'mean', jnp.zeros, (dim,))
+  module.variable('latent_stats', 'std', jnp.ones, (dim,))
+
+
 class ScoreMLP(nn.Module):
-  """Residual MLP eps_hat(x_t, t) over flat latents [B, D]; also holds the latents'
-  standardisation (`latent_stats` collection: per-dimension mean and std of the training
-  latents, set from data by the task)."""
+  """Residual MLP eps_hat(x_t, t) over flat latents [B, D] -> [B, out_dim or D]; holds the
+  latents' standardisation unless `with_stats` is False (as the energy's inner MLP)."""
   dim: int
   hidden: int = 256
   depth: int = 3
   time_dim: int = 64
+  out_dim: int = 0
+  with_stats: bool = True
 
   @nn.compact
   def __call__(self, x, t):
-    self.variable('latent_stats', 'mean', jnp.zeros, (self.dim,))
-    self.variable('latent_stats', 'std', jnp.ones, (self.dim,))
+    if self.with_stats:
+      declare_latent_stats(self, self.dim)
     temb = sinusoidal_embedding(t, self.time_dim)
     temb = nn.Dense(self.hidden, name='time2')(nn.silu(nn.Dense(self.hidden, name='time1')(temb)))
     h = nn.Dense(self.hidden, name='stem')(x)
@@ -93,7 +101,7 @@ class ScoreMLP(nn.Module):
       r = nn.silu(nn.Dense(2 * self.hidden, name=f'fc{i}a')(r) +
                   nn.Dense(2 * self.hidden, name=f'temb{i}')(temb))
       h = h + nn.Dense(self.hidden, name=f'fc{i}b')(r)
-    return nn.Dense(self.dim, name='out', kernel_init=nn.initializers.zeros)(
+    return nn.Dense(self.out_dim or self.dim, name='out', kernel_init=nn.initializers.zeros)(
         nn.silu(nn.LayerNorm(name='norm_out')(h)))
 
 

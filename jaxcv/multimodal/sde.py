@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
+Guidance = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (x, t, key) -> score term
 MAX_LANGEVIN_STEP = 1.0
 
 
@@ -64,7 +65,8 @@ def noised_observation(sde: VPSDE, z_obs, t, rng, compat_official_noise_obs: boo
 def pc_sample(score_fn: ScoreFn, sde: VPSDE, rng, shape, *, num_steps: int = 100,
               corrector: bool = True, snr: float = 0.16, eps_sample: float = 1e-3,
               observed: Optional[jax.Array] = None, z_obs: Optional[jax.Array] = None,
-              compat_official_noise_obs: bool = False) -> jax.Array:
+              compat_official_noise_obs: bool = False,
+              guidance: Optional[Guidance] = None) -> jax.Array:
   """Predictor-corrector sampling of x [B, D] from t = 1 to eps_sample.
 
   Predictor: Euler-Maruyama on the reverse SDE; corrector: one Langevin step per time step
@@ -72,6 +74,9 @@ def pc_sample(score_fn: ScoreFn, sde: VPSDE, rng, shape, *, num_steps: int = 100
   Conditioning by replacement: where `observed` ([D] or [B, D] booleans) is True, the state is
   overwritten by the noised observation `z_obs` before every step, and the clean `z_obs` is
   returned there. The rest is the last predictor step's mean (no noise), as the paper.
+  `guidance(x, t, key)`, when given, is added to the score in the corrector and the predictor
+  (the same key, so the same draw, in both; e.g. energy.pair_guidance); its key is folded from
+  the step's key, so the other draws are those of the unguided sampler.
   """
   times = jnp.linspace(1.0, eps_sample, num_steps)
   dt = (1.0 - eps_sample) / max(num_steps - 1, 1)
@@ -86,14 +91,19 @@ def pc_sample(score_fn: ScoreFn, sde: VPSDE, rng, shape, *, num_steps: int = 100
     return jnp.where(observed, noised_observation(sde, z_obs, t, key, compat_official_noise_obs),
                      x)
 
+  def guided_score(x, t, key):
+    score = score_fn(x, t)
+    return score if guidance is None else score + guidance(x, t, key)
+
   def step(carry, inputs):
     x, _ = carry
     t_scalar, key = inputs
     t = jnp.full((shape[0],), t_scalar)
     obs_key, corr_key, pred_key = jax.random.split(key, 3)
+    guide_key = jax.random.fold_in(key, 3)
     x = replace(x, t, obs_key)
     if corrector:
-      score = score_fn(x, t)
+      score = guided_score(x, t, guide_key)
       noise = jax.random.normal(corr_key, shape)
       grad_norm = jnp.linalg.norm(score.reshape(shape[0], -1), axis=-1).mean()
       noise_norm = jnp.linalg.norm(noise.reshape(shape[0], -1), axis=-1).mean()
@@ -107,7 +117,7 @@ def pc_sample(score_fn: ScoreFn, sde: VPSDE, rng, shape, *, num_steps: int = 100
       x = x + step_size * score + jnp.sqrt(2.0 * step_size) * noise
       x = replace(x, t, obs_key)
     f, g = sde.drift_diffusion(x, t)
-    score = score_fn(x, t)
+    score = guided_score(x, t, guide_key)
     x_mean = x - (f - g ** 2 * score) * dt  # Reverse-time Euler-Maruyama, dt > 0 backwards.
     x = x_mean + g * jnp.sqrt(dt) * jax.random.normal(pred_key, shape)
     return (x, x_mean), None

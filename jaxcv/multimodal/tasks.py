@@ -190,11 +190,15 @@ class SBMScoreTask(Task):
   def augment(self, rng, batch):
     return batch  # The images are not used in training: their latents are.
 
+  def batch_latents(self, model_state, batch) -> jax.Array:
+    """The batch's standardised training latents (looked up by example id)."""
+    if self._train_latents is None:
+      raise ConfigError(f'{self.config.task}: the task was not prepared with its training images')
+    return self.standardize(model_state, self._train_latents[batch['example_id']])
+
   def loss(self, params, model_state, extra, batch, rng):
     del extra
-    if self._train_latents is None:
-      raise ConfigError('sbm_score: the task was not prepared with its training images')
-    x0 = self.standardize(model_state, self._train_latents[batch['example_id']])
+    x0 = self.batch_latents(model_state, batch)
     variables = {'params': params, **model_state}
     eps_fn = lambda x, t: self.model.apply(variables, x, t)
     loss = dsm_loss(eps_fn, self.sde, x0, rng, self.options.eps_train)

@@ -20,6 +20,7 @@ TASKS = plugins.Registry('task', package='jaxcv.tasks', modules={
     'erm_pp': 'jaxcv.domain_generalization.erm_pp',
     'unimodal_ae': 'jaxcv.multimodal.tasks',
     'sbm_score': 'jaxcv.multimodal.tasks',
+    'sbm_energy': 'jaxcv.multimodal.energy',
     **{name: 'jaxcv.san.tasks' for name in ('san', 'iic_seg', 'picie')},
     'simclr': 'jaxcv.tasks.simclr',
 })
