@@ -177,6 +177,23 @@ def test_every_setting_of_the_config_family_loads():
     config_lib.load(f'{CONFIG}:setting=cuda_rotate')
 
 
+def test_table_seeds_and_huda_study_rows():
+  """`seeds` repeats the claim rows with other training seeds, one line per setting; the HUDA
+  study's rows each change one thing (no flip, a longer kernel, a stronger blur)."""
+  table = _module(TABLE).get_table('cpu,seeds=3,huda_study=1')
+  rows = {r.name: r for r in table.rows}
+  assert [rows[f'cuda_coin{s}'].group for s in ('', '_s1', '_s2')] == ['cuda_coin'] * 3
+  assert rows['cuda_coin_s2'].overrides == {'seed': 2} and rows['cuda_jpeg'].group == ''
+
+  def load(name):
+    return config_lib.load(f'{CONFIG}:{rows[name].arg}')
+  assert load('huda_noflip').data.augment == 'crop(padding=4)'
+  assert load('huda_coin_noflip').data.augment.startswith('crop(padding=4)|coin(')
+  assert load('huda_k7').data.name.startswith('huda(pb=0.3,seed=0,size=7):')
+  assert load('huda').data.name.startswith('huda(pb=0.3,seed=0):')  # The cached name as before.
+  assert load('huda_pb0.6').data.augment == 'crop(padding=4)|flip'
+
+
 def test_the_table_runs_two_settings_and_theta_at_runlocal(tmp_path, monkeypatch):
   monkeypatch.setenv('JAXCV_CACHE_DIR', str(tmp_path / 'cache'))
   workdir = tmp_path / 'runs'

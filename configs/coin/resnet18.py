@@ -12,7 +12,9 @@ Protocols (applied to every row alike):
   short: a budget schedule: 8 epochs, batch 512, SGD-Nesterov with a one-cycle lr (peak 0.4),
          weight decay 5e-4, bf16 compute. Compare rows with each other, not with the paper.
 `epochs` / `batch` override the protocol's when > 0, `dtype` when set (float32 on a CPU, where
-bf16 is emulated and slow); `train_examples` > 0 trains on the first n (poisoned) images. The poisoned data is generated on first use
+bf16 is emulated and slow); `train_examples` > 0 trains on the first n (poisoned) images;
+`poison_size` is the poison's kernel length (3); `flip=False` trains with random crops only.
+The poisoned data is generated on first use
 and cached (data.name 'cuda:cifar10' etc., jaxcv/unlearnable/datasets.py); the test split is clean.
 `dataset` is the base dataset; parse_arg splits on ',', so write ';' for a comma inside it
 (e.g. dataset=synthetic:n=512;size=8;classes=4).
@@ -23,7 +25,8 @@ from jaxcv.errors import ConfigError
 from jaxcv.tasks import adversarial
 from jaxcv.unlearnable.coin import SEVERITY_ALPHA
 
-CROP_FLIP = 'crop(padding=4)|flip'
+CROP = 'crop(padding=4)'
+CROP_FLIP = f'{CROP}|flip'
 
 # setting -> (poison kind or None for clean data, defense). Defenses: 'coin', 'jpeg',
 # 'grayscale', 'cutout', 'mixup', 'cutmix', 'pgd_at', or None.
@@ -77,7 +80,7 @@ def get_config(arg=None):
       arg, setting='cuda_coin', protocol='paper', epochs=0.0, batch=0, alpha=2.0,
       wrap='legacy', pb=0.3, poison_seed=0, jpeg_quality=10, cutout_size=16, mix_alpha=1.0,
       pgd_steps=10, pgd_step_size=2 / 255, pgd_eps=8 / 255, dataset='cifar10',
-      model='resnet18', dtype='', train_examples=0, runlocal=False)
+      model='resnet18', dtype='', train_examples=0, poison_size=3, flip=True, runlocal=False)
   if arg.setting not in SETTINGS:
     raise ConfigError(f'unknown setting {arg.setting!r}; known: {", ".join(SETTINGS)}')
   if arg.protocol not in PROTOCOLS:
@@ -90,7 +93,8 @@ def get_config(arg=None):
   # ---- data: the (poisoned) training set and the defense's place in the augmentation.
   data_name = base
   if poison:
-    data_name = f'{poison}(pb={arg.pb},seed={arg.poison_seed}):{base}'
+    size = f',size={arg.poison_size}' if arg.poison_size != 3 else ''  # 3: the cache key as before.
+    data_name = f'{poison}(pb={arg.pb},seed={arg.poison_seed}{size}):{base}'
   if defense == 'jpeg':  # Dataset-level, with Pillow: JAX has no JPEG codec.
     data_name = f'jpeg(quality={arg.jpeg_quality}):{data_name}'
   if defense == 'grayscale':  # Dataset-level too, so the training program is the plain one.
@@ -98,7 +102,8 @@ def get_config(arg=None):
   config.data.name = data_name
   if arg.train_examples:  # The first n (poisoned) training images: a CPU-sized reproduction.
     config.data.train_examples = arg.train_examples
-  augment = CROP_FLIP
+  # flip=False: crop only (the HUDA study: a horizontal flip mirrors a horizontal kernel).
+  augment = CROP_FLIP if arg.flip else CROP
   if defense == 'coin':  # After crop and flip, as the official pipeline.
     augment += f'|coin(alpha={arg.alpha},wrap={arg.wrap!r})'
   elif defense == 'cutout':
@@ -133,7 +138,7 @@ def get_config(arg=None):
   config.coin = dict(setting=arg.setting, poison=poison or 'none', defense=defense or 'none',
                      alpha=arg.alpha if defense == 'coin' else 0.0, wrap=arg.wrap,
                      protocol=arg.protocol, base_dataset=base, pb=arg.pb,
-                     poison_seed=arg.poison_seed,
+                     poison_seed=arg.poison_seed, poison_size=arg.poison_size, flip=arg.flip,
                      # The paper's numbers are for alpha = 2.0 only.
                      reference='' if defense == 'coin' and arg.alpha != 2.0
                      else REFERENCE.get(arg.setting, ''))

@@ -14,7 +14,10 @@ Presets (every row of a preset uses the same training protocol):
 Options: `dataset` (the base dataset; ';' for a comma inside it), `epochs` (> 0 replaces the
 preset's), `pgd_steps` (the PGD-AT row's attack steps), `theta_size`, `theta_samples`, `archs`
 (';'-separated model names; the paper averages ResNet-18, VGG-16, DenseNet-121 and MobileNetV2,
-which is the `gpu` default; the other presets default to their single small model).
+which is the `gpu` default; the other presets default to their single small model), `seeds`
+(> 1: the claim rows clean / cuda / cuda_coin and huda / huda_coin again with training seeds
+1..seeds-1, rows `<setting>_s<seed>`, each line a mean over seeds), `huda_study` (1: the rows
+testing why HUDA fails, HUDA_STUDY below).
 Rows run in the order a time-limited sweep should: the claim first (clean, CUDA, CUDA+COIN),
 then rows whose training program is one of those two, then rows with programs of their own,
 the alpha sweep (first architecture only), then the other architectures' rows (named
@@ -46,11 +49,24 @@ PGD_STEPS = {'cpu': 3}  # The PGD-AT row's attack steps where not the config's 1
 # The model each preset's rows train when `archs` is not given (first: the preset's own).
 ARCHS = {'runlocal': ('small_cnn',), 'cpu': ('resnet_tiny',),
          'gpu': ('resnet18', 'vgg16', 'densenet121', 'mobilenetv2')}
+SEEDED = ('clean', 'cuda', 'cuda_coin', 'huda', 'huda_coin')  # The rows `seeds` repeats.
+# Why does HUDA not reproduce? Each row changes one thing (docs/coin.md, "The HUDA study"):
+#   flip: a horizontal flip mirrors a horizontal (1 x k) kernel, so each class is seen through
+#     two kernels, while a vertical kernel is flip-invariant; vuda_noflip is the control.
+#   size: a longer kernel (1 x 5, 1 x 7) carries more class-specific structure.
+#   calibration: larger off-peak weights (pb 0.6) blur more.
+HUDA_STUDY = {
+    'huda_noflip': ('huda', 'flip=False'), 'huda_coin_noflip': ('huda_coin', 'flip=False'),
+    'vuda_noflip': ('vuda', 'flip=False'),
+    'huda_k5': ('huda', 'poison_size=5'), 'huda_k7': ('huda', 'poison_size=7'),
+    'huda_k7_coin': ('huda_coin', 'poison_size=7'),
+    'huda_pb0.6': ('huda', 'pb=0.6'),
+}
 
 
 def get_table(arg=None):
   a = parse_table_arg(arg, dataset='', epochs=0.0, pgd_steps=0, theta_size=0, theta_samples=16,
-                      archs='')
+                      archs='', seeds=1, huda_study=0)
   archs = tuple(a.archs.split(';')) if a.archs else ARCHS[a.preset]
   pgd_steps = a.pgd_steps or PGD_STEPS.get(a.preset, 0)
   common = PRESETS[a.preset] + f',dataset={a.dataset or DATASETS[a.preset]}'
@@ -60,8 +76,17 @@ def get_table(arg=None):
     common += ',dtype=float32'  # bf16 is emulated, and slow, on a CPU.
   if archs[0] != ARCHS[a.preset][0]:
     common = _with_model(common, archs[0])
-  rows = [_setting_row(setting, setting, common, pgd_steps, len(archs) > 1)
+  seeded = a.seeds > 1 and len(archs) == 1  # Several architectures: lines are over them.
+  rows = [_setting_row(setting, setting, common, pgd_steps,
+                       len(archs) > 1 or (seeded and setting in SEEDED))
           for setting in ORDER]
+  if seeded:
+    rows += [_setting_row(f'{setting}_s{seed}', setting, common, pgd_steps, True,
+                          overrides={'seed': seed})
+             for seed in range(1, a.seeds) for setting in SEEDED]
+  if a.huda_study:
+    rows += [_setting_row(name, setting, f'{common},{change}', pgd_steps, False)
+             for name, (setting, change) in HUDA_STUDY.items()]
   for alpha in resnet18.ALPHA_SWEEP:
     if alpha != 2.0:  # 2.0 is the cuda_coin row.
       rows.append(Row(f'cuda_coin_alpha{alpha}', config=CONFIG,
@@ -94,14 +119,15 @@ def _with_model(common, model):
                   + [f'model={model}'])
 
 
-def _setting_row(name, setting, common, pgd_steps, grouped, arch_cost=1.0):
-  """A row of the config family for `setting`; `grouped`: a line averaged over architectures."""
+def _setting_row(name, setting, common, pgd_steps, grouped, arch_cost=1.0, overrides=None):
+  """A row of the config family for `setting`; `grouped`: a line averaged over architectures
+  or seeds."""
   poison, defense = resnet18.SETTINGS[setting]
   arg_text = f'setting={setting},{common}'
   if setting == 'cuda_pgd_at' and pgd_steps:
     arg_text += f',pgd_steps={pgd_steps}'
   return Row(name, config=CONFIG, arg=arg_text, cost=COST.get(setting, 1.0) * arch_cost,
-             group=setting if grouped else '',
+             group=setting if grouped else '', overrides=overrides or {},
              labels={'training data': poison or 'clean', 'defense': defense or 'none'})
 
 
