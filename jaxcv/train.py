@@ -255,7 +255,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str,
         ema_params=(jax.device_put(params, shardings.params, may_alias=False)
                     if averaging.enabled(config) else None),
         ema_model_state=(jax.device_put(model_state, shardings.model_state, may_alias=False)
-                         if averaging.keeps_model_state(config) else None))
+                         if averaging.keeps_model_state(config) else None),
+        # Task state made from the starting weights (MIRO's frozen network, lookahead's slow
+        # weights) is made from the loaded ones.
+        extra=jax.device_put(task.init_extra(jax.random.split(rng)[1], params, model_state),
+                             shardings.extra, may_alias=False))
     log.info('initialised from %s (step %d)', config.init_checkpoint, from_step)
   start_step = int(state.step)
   if is_main:

@@ -233,3 +233,18 @@ def test_table_runs_at_runlocal(tmp_path, data_dir, monkeypatch):
   assert (tmp_path / 'runs' / 'table.md').is_file()
   assert (tmp_path / 'runs' / 'domainbed.md').read_text().count('ERM') >= 2
   assert (tmp_path / 'runs' / 'erm_pp.png').is_file()
+
+
+def test_frozen_bn_forward_uses_and_keeps_the_running_statistics():
+  config = _bn_config()
+  config.erm_pp.freeze_bn = True
+  task = build_task(config, DataInfo(10, (8, 8, 1), 64))
+  params, model_state = task.init_variables(jax.random.key(0))
+  model_state = jax.tree.map(lambda s: s + 0.5, model_state)  # Statistics that are not 0 / 1.
+  images = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+  logits, new_state = jax.jit(task.forward)(params, model_state, {'image': images},
+                                            jax.random.key(2))
+  expected = task.model.apply({'params': params, **model_state}, images, train=False)
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(model_state)):
+    np.testing.assert_array_equal(a, b)

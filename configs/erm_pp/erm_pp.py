@@ -13,6 +13,9 @@ evaluators), with ERM++'s switches:
   freeze_bn                DomainBed's historical frozen BN (ERM++ unfreezes it: the default)
   trainable=REGEX          parameters that train (attn: attention-only for ViTs)
   init=PATH, fresh_head    start from another run (a probe, or a backbone pretrained elsewhere)
+  miro, miro_weight=0.1    the MIRO regulariser (optional in ERM++): the starting network's
+                           stage features, frozen, anchor the trained ones; its variance
+                           encoders train at miro_lr_mult=10 x the lr
 
   python -m jaxcv.main --config configs/erm_pp/erm_pp.py:dataset=rotated_mnist,test=75,stage=train \\
       --workdir runs/erm_pp/p1
@@ -36,7 +39,8 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
       arg, **ERM_ARGS, stage='train', seed=-1, steps_from='', linear_steps=500, linear_lr=5e-5,
       average='uniform', average_start=600, batch_stats='refresh', freeze_bn=False,
-      trainable='', init='', fresh_head=False, eval_every=0, eval_examples=0)
+      trainable='', init='', fresh_head=False, eval_every=0, eval_examples=0, miro=False,
+      miro_weight=0.1, miro_lr_mult=10.0)
   if arg.stage not in STAGES:
     raise ConfigError(f'erm_pp stage must be one of {STAGES}, got {arg.stage!r}')
   if arg.average not in ('uniform', 'none'):
@@ -52,8 +56,10 @@ def get_config(arg=None):
   if arg.stage == 'probe':
     trainable = erm_pp.HEAD_ONLY
     config.schedule.lr = arg.linear_lr
+  miro = (dict(use_miro=True, miro_weight=arg.miro_weight, miro_lr_mult=arg.miro_lr_mult)
+          if arg.miro and arg.stage != 'probe' else {})  # A probe's features do not move.
   erm_pp.add_erm_pp_config(config, trainable=trainable, freeze_bn=arg.freeze_bn,
-                           fresh_head=arg.fresh_head)
+                           fresh_head=arg.fresh_head, **miro)
   config.seed = arg.trial if arg.seed < 0 else arg.seed
   config.init_checkpoint = arg.init
   if arg.eval_every:

@@ -11,6 +11,8 @@ Per (dataset, held-out env, trial) the chain is
 and on the ablation folds
   no_mpa  pass2 without averaging, its length from the trained weights'   -> ERM++ without MPA
   ws      linear probing first: probe -> pass1 -> pass2 from the probe     -> ERM++ with WS
+  miro    (option miro=1, every fold) pass1 and pass2 with the MIRO regulariser -> MIRO (pass1's
+          trained weights) and ERM++ +MIRO
   bn      the BatchNorm CNN (mnist_cnn_bn) with unfrozen BN (ERM++ and ERM), and frozen BN
           (DomainBed's historical setting)                                 -> ERM++ without UBN
 Presets: runlocal (tests, fake data, seconds), cpu (the committed 2-core run: a subset, see
@@ -35,7 +37,7 @@ SHORT = {'rotated_mnist': 'RMNIST', 'colored_mnist': 'CMNIST', 'pacs': 'PACS'}
 # Row-name-safe spellings of the environments.
 SAFE = {'+90%': 'p90', '+80%': 'p80', '-90%': 'm90'}
 METHODS = ('ERM', 'ERM++', 'ERM++ -FD', 'ERM++ -MPA', 'ERM++ +WS', 'ERM (BN)', 'ERM++ (BN)',
-           'ERM++ (BN) -UBN', 'ERM (pretrained)', 'ERM++ (pretrained)')
+           'ERM++ (BN) -UBN', 'ERM (pretrained)', 'ERM++ (pretrained)', 'MIRO', 'ERM++ +MIRO')
 # DomainBed's ERM (training-domain validation, 5001 steps, ResNet-50 ImageNet init for PACS).
 REFERENCE = {'rotated_mnist': {'0': 95.9, '15': 98.9, '30': 98.8, '45': 98.9, '60': 98.9,
                                '75': 96.4, 'Avg': 98.0},
@@ -52,7 +54,16 @@ PRESETS = {
                      image_size=8, folds={'rotated_mnist': ('0',)},
                      ablate={'rotated_mnist': ('0',)}, variants=('ws',), seeds=1,
                      extra='runlocal', pacs='', pretrain=''),
-    'cpu': dict(steps=100, per_domain=8, eval_every=25, eval_examples=300, linear_steps=20,
+    # The committed 2-core run (results/2026-12-07_cpu_erm_pp_budget): every RotatedMNIST fold
+    # and ColoredMNIST -90% (last) x 3 trials, 600 steps of 2 images per source env (DomainBed's
+    # step count is 5001, of 64 per env), no extra ablation chains.
+    'cpu': dict(steps=600, per_domain=2, eval_every=200, eval_examples=300, linear_steps=100,
+                image_size=0, folds={'rotated_mnist': ('0', '75', '15', '30', '45', '60'),
+                                     'colored_mnist': ('-90%',)},
+                last=('colored_mnist',), ablate={}, variants=(), seeds=3, extra='', pacs='',
+                pretrain=''),
+    # The earlier, shorter cpu run (results/2026-12-07_cpu_erm_pp): `cpu,short=1`.
+    'cpu_short': dict(steps=100, per_domain=8, eval_every=25, eval_examples=300, linear_steps=20,
                 image_size=0, folds={'rotated_mnist': ('0', '75', '15', '30', '45', '60'),
                                      'colored_mnist': ('-90%',), 'pacs': ('sketch',)},
                 ablate={'rotated_mnist': ('0',)}, variants=('ws', 'bn', 'bn_frozen'), seeds=2,
@@ -79,6 +90,8 @@ VARIANTS = {
     'bn_frozen': dict(arg='model=mnist_cnn_bn,freeze_bn', method='ERM++ (BN) -UBN'),
     'pre': dict(arg='fresh_head', method='ERM++ (pretrained)', erm='ERM (pretrained)',
                 init='pretrain'),
+    # The optional regulariser (`miro=1`): pass 1's trained weights are ERM + MIRO.
+    'miro': dict(arg='miro', method='ERM++ +MIRO', erm='MIRO'),
 }
 SELECT = 'jaxcv.domain_generalization.erm_pp:select'
 
@@ -131,8 +144,9 @@ def chain_rows(dataset: str, fold: str, seed: int, p: dict, variant: str = '') -
 
 
 def get_table(arg=None) -> Table:
-  a = parse_table_arg(arg, seeds=0)
-  p = dict(PRESETS[a.preset])
+  a = parse_table_arg(arg, seeds=0, short=False, miro=False)
+  preset = 'cpu_short' if a.short and a.preset == 'cpu' else a.preset
+  p = dict(PRESETS[preset])
   seeds = a.seeds or p['seeds']
   rows = []
   if p.get('pretrain'):  # PACS from a backbone pretrained on CIFAR-10 in jaxcv.
@@ -140,22 +154,28 @@ def get_table(arg=None) -> Table:
                     labels={'dataset': 'CIFAR-10', 'method': 'pretraining'}))
   # In the order of what matters most, every trial of a line before the next line, so that a
   # sweep stopped by its deadline leaves whole lines: the first two folds of each dataset, then
-  # the ablations, then the other folds.
-  positions = max(len(f) for f in p['folds'].values())
-  for position in range(positions):
-    for dataset, folds in p['folds'].items():
-      if position >= len(folds):
-        continue
-      for seed in range(seeds):
-        rows += chain_rows(dataset, folds[position], seed, p)
-        if dataset == 'pacs' and p.get('pretrain'):
-          rows += chain_rows(dataset, folds[position], seed, p, 'pre')
-    if position == min(1, positions - 1):
-      for dataset, folds in p['ablate'].items():
-        for fold in folds:
-          for variant in p['variants']:
-            for seed in range(seeds):
-              rows += chain_rows(dataset, fold, seed, p, variant)
+  # the ablations, then the other folds; the datasets in p['last'] after all of that.
+  last = p.get('last', ())
+  for group in ([d for d in p['folds'] if d not in last], [d for d in p['folds'] if d in last]):
+    folds_of = {d: p['folds'][d] for d in group}
+    positions = max((len(f) for f in folds_of.values()), default=0)
+    for position in range(positions):
+      for dataset, folds in folds_of.items():
+        if position >= len(folds):
+          continue
+        for seed in range(seeds):
+          rows += chain_rows(dataset, folds[position], seed, p)
+          if dataset == 'pacs' and p.get('pretrain'):
+            rows += chain_rows(dataset, folds[position], seed, p, 'pre')
+      if position == min(1, positions - 1) and not set(group) & set(last):
+        for dataset, folds in p['ablate'].items():
+          for fold in folds:
+            for variant in p['variants']:
+              for seed in range(seeds):
+                rows += chain_rows(dataset, fold, seed, p, variant)
+  if a.miro:  # MIRO's lines after everything else, on every fold and trial of the preset.
+    rows += [row for dataset, folds in p['folds'].items() for fold in folds
+             for seed in range(seeds) for row in chain_rows(dataset, fold, seed, p, 'miro')]
   return Table(
       name='erm_pp', rows=rows, labels=('dataset', 'test env', 'method'),
       columns=[Column('test-env acc (in split)', 'test_in/acc/mean', scale=100, digits=1),

@@ -9,6 +9,8 @@
 - erm_pp.py: ERM++ (task 'erm_pp': linear probing / attention-only parameter masks, frozen or
   unfrozen BN, fresh head; pass-1 length and DomainBed selection as table rows). Its uniform
   weight average with refreshed BN statistics is the loop's (jaxcv/averaging.py). docs/erm_pp.md.
+- miro.py: the MIRO regulariser (ERM++'s optional one; `erm_pp.miro`): per-stage variance
+  encoders and the loss against a frozen copy of the starting network's features.
 - Elsewhere: `config.data.balance_domains` (one minibatch per training domain, device loader)
   and the 'domains' evaluator (accuracy per domain, jaxcv/evaluators/domains.py).
 
