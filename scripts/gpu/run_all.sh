@@ -14,6 +14,10 @@
 #   PRESET=unet OUT=... bash scripts/gpu/run_all.sh    # jaxcv vs diffusers UNet c=320 (+ c=128, 5B)
 #   PRESET=perf OUT=... bash scripts/gpu/run_all.sh    # fast recipe x3, ResNet-18 rows + profile
 #   PRESET=sweep OUT=... bash scripts/gpu/run_all.sh   # the CIFAR LDM width + sampling sweep
+#   PRESET=tables OUT=... bash scripts/gpu/run_all.sh  # every paper's `gpu` table, one after
+#     another, longest-waiting first (TABLES= to choose, BUDGET_TABLE= seconds each, default 180);
+#     a part without its own scripts/gpu/<part>.sh runs `scripts/gpu/table.sh <part> <budget>`.
+#     Stage the data the tables read: mnist, pacs, camvid archives besides cifar10.
 set -uo pipefail
 case ${PRESET:-} in
   unet) EXCLUSIVE=ldm_throughput SHARED= BUDGET_ldm_throughput=${BUDGET_ldm_throughput:-420} ;;
@@ -21,8 +25,9 @@ case ${PRESET:-} in
         RESNET_VARIANTS=${RESNET_VARIANTS:-jaxcv,torch_eager,torch_compile,flax_plain,jaxcv_b1024,jaxcv_scan8}
         export FAST_RUNS RESNET_VARIANTS ;;
   sweep) EXCLUSIVE=ldm_sweep SHARED= BUDGET_ldm_sweep=${BUDGET_ldm_sweep:-440} ;;
+  tables) EXCLUSIVE=${TABLES:-"ldm_scaling coin afd broad maco sbm erm_pp san cadet"} SHARED= ;;
   '') ;;
-  *) echo "run_all: unknown PRESET=$PRESET (unet, perf, sweep)" >&2; exit 2 ;;
+  *) echo "run_all: unknown PRESET=$PRESET (unet, perf, sweep, tables)" >&2; exit 2 ;;
 esac
 export OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
@@ -61,11 +66,13 @@ export AFD_BUDGET_S=$(( BUDGET[afd] - 5 )) COIN_BUDGET=$(( BUDGET[coin] - 5 ))
 export BUDGET_S=$(( BUDGET[ldm_sweep] - 20 ))  # ldm_sweep.sh caps itself at BUDGET_S + 15.
 export BUDGET_ldm_throughput=${BUDGET[ldm_throughput]}
 
-run_part() {  # name: runs scripts/gpu/<name>.sh under its cap, logging to $OUT/<name>.log
-  local part=$1 start; start=$(date +%s)
-  echo "=== $part start (cap ${BUDGET[$part]} s) $(date -u +%H:%M:%S)"
-  timeout --signal=TERM --kill-after=5 "${BUDGET[$part]}" bash "scripts/gpu/$part.sh" \
-    > "$OUT/$part.log" 2>&1
+run_part() {  # name: runs scripts/gpu/<name>.sh (or that paper's table) under its cap, logging
+  local part=$1 start cap=${BUDGET[$1]:-${BUDGET_TABLE:-180}}  # to $OUT/<name>.log
+  local cmd=("scripts/gpu/$part.sh")
+  [ -f "${cmd[0]}" ] || cmd=(scripts/gpu/table.sh "$part" "$cap")
+  start=$(date +%s)
+  echo "=== $part start (cap $cap s) $(date -u +%H:%M:%S)"
+  timeout --signal=TERM --kill-after=5 "$cap" bash "${cmd[@]}" > "$OUT/$part.log" 2>&1
   echo "=== $part rc=$? wall=$(( $(date +%s) - start )) s"
 }
 
