@@ -11,12 +11,21 @@ Per (dataset, held-out env, trial) the chain is
 and on the ablation folds
   no_mpa  pass2 without averaging, its length from the trained weights'   -> ERM++ without MPA
   ws      linear probing first: probe -> pass1 -> pass2 from the probe     -> ERM++ with WS
-  miro    (option miro=1, every fold) pass1 and pass2 with the MIRO regulariser -> MIRO (pass1's
-          trained weights) and ERM++ +MIRO
   bn      the BatchNorm CNN (mnist_cnn_bn) with unfrozen BN (ERM++ and ERM), and frozen BN
           (DomainBed's historical setting)                                 -> ERM++ without UBN
-Presets: runlocal (tests, fake data, seconds), cpu (the committed 2-core run: a subset, see
-CPU_BUDGET), gpu (every fold, 3 trials, longer training).
+  miro    (option miro=1, every fold of the preset) pass1 and pass2 with the MIRO regulariser
+          -> MIRO (pass1's trained weights, training-domain validation) and ERM++ +MIRO
+Presets:
+  runlocal  tests: fake data, 8x8 images, seconds.
+  cpu       the committed 2-core run (results/2026-12-07_cpu_erm_pp_budget): all six RotatedMNIST
+            folds, then ColoredMNIST -90%, x 3 trials; pass 1 = 600 steps of 2 images per source
+            env (DomainBed: 5001 of 64), evaluated at steps 200/400/600 on 300 examples per
+            split. Measured on the shared, loaded 2-core machine (one core, jax 0.10): pass 1
+            120-145 s, pass 2 95-105 s, so a RotatedMNIST chain ~4 min and the 21 chains ~80 min.
+  cpu,short=1  the earlier run (results/2026-12-07_cpu_erm_pp): 100 steps of 8 per env, 2 trials,
+            the ablation chains (WS, BN, frozen BN) and PACS sketch (scratch / CIFAR-10 backbone).
+  gpu       every fold of the three datasets, 3 trials, 2,000 steps of 64 per env, ablations.
+Options: seeds=N, miro=1 (adds the MIRO lines), short=1 (with cpu).
 """
 
 from __future__ import annotations
@@ -56,12 +65,12 @@ PRESETS = {
                      extra='runlocal', pacs='', pretrain=''),
     # The committed 2-core run (results/2026-12-07_cpu_erm_pp_budget): every RotatedMNIST fold
     # and ColoredMNIST -90% (last) x 3 trials, 600 steps of 2 images per source env (DomainBed's
-    # step count is 5001, of 64 per env), no extra ablation chains.
+    # step count is 5001, of 64 per env); the ablation chains on the 30-degree fold.
     'cpu': dict(steps=600, per_domain=2, eval_every=200, eval_examples=300, linear_steps=100,
                 image_size=0, folds={'rotated_mnist': ('0', '75', '15', '30', '45', '60'),
                                      'colored_mnist': ('-90%',)},
-                last=('colored_mnist',), ablate={}, variants=(), seeds=3, extra='', pacs='',
-                pretrain=''),
+                last=('colored_mnist',), ablate={'rotated_mnist': ('30',)},
+                variants=('ws', 'bn', 'bn_frozen'), seeds=3, extra='', pacs='', pretrain=''),
     # The earlier, shorter cpu run (results/2026-12-07_cpu_erm_pp): `cpu,short=1`.
     'cpu_short': dict(steps=100, per_domain=8, eval_every=25, eval_examples=300, linear_steps=20,
                 image_size=0, folds={'rotated_mnist': ('0', '75', '15', '30', '45', '60'),
