@@ -299,6 +299,7 @@ def winners_by_cost(best: list[dict]) -> list[tuple]:
 def plot(result: dict, out: str) -> None:
   # Figures of their own, not pyplot: no global backend switch (a notebook's inline figures live).
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  from matplotlib.ticker import NullFormatter  # pylint: disable=import-outside-toplevel
   best = result['best']
   methods = [m for m in DEFAULT_STEPS if any(p['sampler'] == m for p in best)]
   note = f'{result["feature_space"]}; {result["num_samples"]} samples'
@@ -312,6 +313,7 @@ def plot(result: dict, out: str) -> None:
         ax.plot([p['sampling_cost'] for p in pts], [p['fid'] for p in pts], 'o-',
                 label=f'c={width}')
       ax.set_xscale('log')
+      ax.xaxis.set_minor_formatter(NullFormatter())  # Less than a decade: minor labels overlap.
       ax.set(title=f'{method}: best FID over guidance', xlabel='sampling cost (norm. cost x steps)',
              ylabel='FID (proxy)')
       ax.legend(fontsize=8)
