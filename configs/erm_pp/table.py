@@ -20,8 +20,10 @@ Presets:
   cpu       the committed 2-core run (results/2026-12-07_cpu_erm_pp_budget): all six RotatedMNIST
             folds, then ColoredMNIST -90%, x 3 trials; pass 1 = 600 steps of 2 images per source
             env (DomainBed: 5001 of 64), evaluated at steps 200/400/600 on 300 examples per
-            split. Measured on the shared, loaded 2-core machine (one core, jax 0.10): pass 1
-            120-145 s, pass 2 95-105 s, so a RotatedMNIST chain ~4 min and the 21 chains ~80 min.
+            split; the ablation chains (WS, BN, frozen BN; MIRO with miro=1) on the 30-degree
+            fold. Measured on the shared, loaded 2-core machine (one core, jax 0.10): pass 1
+            55-280 s, pass 2 18-190 s with the load and dataset; the 105 rows without the
+            ablations took 56 min, the MIRO, WS and BN chains 7-9 min each (3 trials).
   cpu,short=1  the earlier run (results/2026-12-07_cpu_erm_pp): 100 steps of 8 per env, 2 trials,
             the ablation chains (WS, BN, frozen BN) and PACS sketch (scratch / CIFAR-10 backbone).
   gpu       every fold of the three datasets, 3 trials, 2,000 steps of 64 per env, ablations.
