@@ -32,6 +32,12 @@ from jaxcv.multimodal.tasks import SBMScoreTask
 from jaxcv.tasks import register
 
 
+def modality_of_dim(latent_dims) -> np.ndarray:
+  """[D] ints: the modality each dim of the flat latent belongs to (modality k owns
+  latent_dims[k] consecutive dims)."""
+  return np.repeat(np.arange(len(latent_dims)), latent_dims)
+
+
 class PairEnergy(nn.Module):
   """E(x, t, i, j) -> [B]: the energy of modalities i and j ([B] ints) of flat latents x [B, D]
   (modality k owns latent_dims[k] consecutive dims)."""
@@ -39,16 +45,13 @@ class PairEnergy(nn.Module):
   hidden: int = 256
   depth: int = 2
 
-  def modality_of_dim(self) -> np.ndarray:
-    return np.repeat(np.arange(len(self.latent_dims)), self.latent_dims)
-
   @nn.compact
   def __call__(self, x, t, i=None, j=None):
     m = len(self.latent_dims)
     declare_latent_stats(self, sum(self.latent_dims))
     i = jnp.zeros(x.shape[:1], jnp.int32) if i is None else i
     j = jnp.ones(x.shape[:1], jnp.int32) if j is None else j
-    owner = jnp.asarray(self.modality_of_dim())[None]
+    owner = jnp.asarray(modality_of_dim(self.latent_dims))[None]
     pair = jnp.concatenate([jnp.where(owner == i[:, None], x, 0.0),
                             jnp.where(owner == j[:, None], x, 0.0),
                             jax.nn.one_hot(i, m), jax.nn.one_hot(j, m)], -1)
@@ -68,7 +71,7 @@ def nce_loss(energy_fn, sde: VPSDE, x0, latent_dims, rng, eps_train: float = 1e-
   j = (i + jax.random.randint(k_j, (b,), 1, m)) % m  # j != i.
   t = jax.random.uniform(k_t, (b,), minval=eps_train, maxval=1.0)
   a, sigma = sde.marginal(t)
-  owner = jnp.asarray(np.repeat(np.arange(m), latent_dims))[None]
+  owner = jnp.asarray(modality_of_dim(latent_dims))[None]
   shuffled = jnp.where(owner == j[:, None], x0[jax.random.permutation(k_perm, b)], x0)
 
   def noised(x, key):
@@ -89,7 +92,7 @@ def pair_guidance(energy_fn, weight: float, latent_dims, observed):
   the same pair for the whole batch at one step (the key decides). `observed`: [D] booleans
   (a modality is observed or not as a whole)."""
   m = len(latent_dims)
-  owner = np.repeat(np.arange(m), latent_dims)
+  owner = modality_of_dim(latent_dims)
   first_dim = np.cumsum([0] + list(latent_dims))[:-1]
   observed_modality = jnp.asarray(observed)[..., first_dim]
   if observed_modality.ndim != 1:
